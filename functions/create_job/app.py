@@ -1,0 +1,58 @@
+"""CreateJob: an SQS batch in, one remote job and one tracker execution per request out.
+
+Records are processed concurrently (Powertools `AsyncBatchProcessor`, each record's blocking
+work on a worker thread), so a batch takes about as long as its slowest provider call. A
+record that fails transiently is reported in `batchItemFailures` and only it is retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.batch import (
+    AsyncBatchProcessor,
+    EventType,
+    async_process_partial_response,
+)
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from jobrelay.creation import QueueMessage
+from jobrelay.wiring import ProviderPool, create_job_service, provider_pool
+
+logger = Logger()
+tracer = Tracer()
+processor = AsyncBatchProcessor(event_type=EventType.SQS, model=SqsRecordModel)
+
+
+def _process(pool: ProviderPool, record: SqsRecordModel) -> dict[str, Any]:
+    logger.thread_safe_clear_keys()
+    logger.thread_safe_append_keys(message_id=record.messageId)
+    message = QueueMessage.from_record(record.messageId, str(record.body))
+    logger.thread_safe_append_keys(request_id=message.request_key)
+    service = create_job_service()
+    try:
+        result = service.create_once(service.creator(pool), message=message)
+    except Exception as exc:
+        logger.warning(
+            "record will be retried", error_type=type(exc).__name__, error=str(exc)[:500]
+        )
+        raise
+    logger.info("record handled", outcome=result.outcome)
+    return result.model_dump(mode="json")
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    create_job_service().config.register_lambda_context(context)
+    with provider_pool() as pool:
+
+        async def record_handler(record: SqsRecordModel) -> dict[str, Any]:
+            return await asyncio.to_thread(_process, pool, record)
+
+        return async_process_partial_response(
+            event=event, record_handler=record_handler, processor=processor, context=context
+        )

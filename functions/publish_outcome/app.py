@@ -1,0 +1,28 @@
+"""PublishOutcome: the tracker's final document in, exactly one outcome event out to SNS.
+
+Idempotent per request (Powertools idempotency keyed on the request id), so a task retried by
+the state machine after a publish that succeeded does not publish again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from jobrelay.models import TrackerState
+from jobrelay.wiring import publish_outcome_service
+
+logger = Logger()
+tracer = Tracer()
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    state = TrackerState.model_validate(event)
+    logger.append_keys(request_id=state.job.request_id, provider=state.job.provider)
+    service = publish_outcome_service()
+    service.config.register_lambda_context(context)
+    result = service.publish_once(service.reporter(), state=state)
+    return result.model_dump(mode="json")

@@ -1,0 +1,267 @@
+"""CreateJob's decisions for one queue message: validate, create the job at the provider
+once, start its tracker once; refuse what cannot succeed with a rejected event and a DLQ copy.
+
+Transient failures are raised (`ProviderUnavailable`, AWS errors) so the edge reports the
+record as a batch item failure and SQS delivers it again later.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from aws_lambda_powertools import Logger
+from pydantic import BaseModel, ValidationError
+
+from jobrelay.errors import FieldProblem, ProviderRejected, RequestInvalid
+from jobrelay.events import rejected_event, validated_event
+from jobrelay.models import (
+    JOB_REQUEST_ADAPTER,
+    METADATA_ADAPTER,
+    REQUEST_ID_ADAPTER,
+    DeepsetJobRequest,
+    JobRef,
+    JobRequest,
+    JobStatus,
+    PollResult,
+    ProviderName,
+    TrackerState,
+)
+from jobrelay.ports import DeadLetterQueue, JobLedger, OutcomePublisher, TrackerStarter
+from jobrelay.providers import CreatedJob, Provider
+from jobrelay.settings import Settings
+
+logger = Logger(child=True)
+
+# How far before the first create attempt a reconciled job may have been created (clock skew
+# between us and the provider).
+RECONCILE_SKEW = timedelta(minutes=2)
+
+
+class QueueMessage(BaseModel):
+    """One SQS record as CreateJob sees it; `request_key` is the idempotency key."""
+
+    message_id: str
+    body: str
+    request_key: str
+
+    @classmethod
+    def from_record(cls, message_id: str, body: str) -> QueueMessage:
+        return cls(message_id=message_id, body=body, request_key=request_key(message_id, body))
+
+
+class CreateResult(BaseModel):
+    outcome: Literal["created", "rejected", "validated"]
+    request_id: str
+    provider: str | None = None
+    remote_job_id: str | None = None
+    execution_arn: str | None = None
+    event_id: str | None = None
+    adopted: bool = False
+
+
+def request_key(message_id: str, body: str) -> str:
+    """The request's id when the body carries a well-formed one, else the SQS message id."""
+    candidate = _loose_body(body).get("request_id")
+    try:
+        return REQUEST_ID_ADAPTER.validate_python(candidate, strict=True)
+    except ValidationError:
+        return message_id
+
+
+def parse_request(body: str) -> JobRequest:
+    """The body as a `JobRequest`, or `RequestInvalid` naming every offending field."""
+    try:
+        raw: Any = json.loads(body)
+    except ValueError as exc:
+        raise RequestInvalid(
+            f"the message body is not JSON: {exc}",
+            [FieldProblem(field="body", message=str(exc), kind="json_invalid")],
+        ) from exc
+    if not isinstance(raw, dict):
+        raise RequestInvalid(
+            "the message body must be a JSON object",
+            [FieldProblem(field="body", message="expected an object", kind="type_error")],
+        )
+    try:
+        return JOB_REQUEST_ADAPTER.validate_python(raw)
+    except ValidationError as exc:
+        problems = [
+            FieldProblem(
+                field=".".join(str(part) for part in error["loc"]) or "body",
+                message=error["msg"],
+                kind=error["type"],
+            )
+            for error in exc.errors(include_url=False, include_input=False)
+        ]
+        summary = "; ".join(f"{p.field}: {p.message}" for p in problems[:5])
+        raise RequestInvalid(f"invalid request: {summary}", problems) from exc
+
+
+@dataclass
+class JobCreator:
+    settings: Settings
+    provider_for: Callable[[ProviderName], Provider]
+    publisher: OutcomePublisher
+    starter: TrackerStarter
+    dead_letters: DeadLetterQueue
+    ledger: JobLedger
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    def handle(self, message: QueueMessage) -> CreateResult:
+        request_id = message.request_key
+        provider_hint = _provider_hint(message.body)
+        try:
+            request = parse_request(message.body)
+            request_id = request.request_id or message.message_id
+            logger.append_keys(request_id=request_id, provider=request.provider)
+            if isinstance(request, DeepsetJobRequest) and request.params.dry_run:
+                return self._validate(request, request_id)
+            return self._create_and_track(request, request_id)
+        except RequestInvalid as exc:
+            return self._reject(
+                message, request_id, provider_hint, exc.code, exc.message, exc.problems
+            )
+        except ProviderRejected as exc:
+            return self._reject(
+                message, request_id, provider_hint, exc.code, exc.message, exc.problems
+            )
+
+    def _validate(self, request: DeepsetJobRequest, request_id: str) -> CreateResult:
+        details = self.provider_for("deepset").validate(request.params)
+        event = validated_event(
+            source=self.settings.event_source,
+            request_id=request_id,
+            provider=request.provider,
+            details=details,
+            metadata=request.metadata,
+            now=self.clock(),
+        )
+        self.publisher.publish(event)
+        logger.info("dry run validated", event_id=event.id)
+        return CreateResult(
+            outcome="validated", request_id=request_id, provider="deepset", event_id=event.id
+        )
+
+    def _create_and_track(self, request: JobRequest, request_id: str) -> CreateResult:
+        provider = self.provider_for(request.provider)
+        created, adopted = self._create_once(provider, request, request_id)
+        now = self.clock()
+        deadline = request.tracking.deadline_seconds or self.settings.default_deadline_seconds
+        interval = request.tracking.poll_interval_seconds or self.settings.poll_interval_seconds
+        report = created.report
+        job = JobRef(
+            request_id=request_id,
+            provider=request.provider,
+            remote_job_id=created.remote_job_id,
+            locator=created.locator,
+            created_at=now,
+            deadline_at=now + timedelta(seconds=deadline),
+            poll_interval_seconds=interval,
+            outage_wait_seconds=self.settings.provider_outage_wait_seconds,
+            metadata=request.metadata,
+        )
+        state = TrackerState(
+            job=job,
+            poll=PollResult(
+                status=report.status if report else JobStatus.QUEUED,
+                raw_status=report.raw_status if report else None,
+                next_poll_seconds=min(self.settings.first_poll_seconds, interval, deadline),
+            ),
+        )
+        execution_arn, started = self.starter.start(state)
+        logger.info(
+            "job created and tracked",
+            remote_job_id=created.remote_job_id,
+            execution_arn=execution_arn,
+            execution_started=started,
+            adopted=adopted,
+        )
+        return CreateResult(
+            outcome="created",
+            request_id=request_id,
+            provider=request.provider,
+            remote_job_id=created.remote_job_id,
+            execution_arn=execution_arn,
+            adopted=adopted,
+        )
+
+    def _create_once(
+        self, provider: Provider, request: JobRequest, request_id: str
+    ) -> tuple[CreatedJob, bool]:
+        """Create the remote job unless an earlier attempt of this request already did."""
+        entry = self.ledger.get(request_id)
+        if entry and entry.remote_job_id:
+            return CreatedJob(remote_job_id=entry.remote_job_id, locator=entry.locator), True
+        if entry and entry.create_attempted_at:
+            # An earlier attempt may have reached the provider without an answer.
+            found = provider.find_created(
+                request.params, entry.create_attempted_at - RECONCILE_SKEW
+            )
+            if found is not None:
+                self.ledger.record_created(request_id, found.remote_job_id, found.locator)
+                logger.info(
+                    "adopted job from an earlier attempt", remote_job_id=found.remote_job_id
+                )
+                return found, True
+        self.ledger.record_attempt(request_id, self.clock())
+        created = provider.create(request.params)
+        self.ledger.record_created(request_id, created.remote_job_id, created.locator)
+        return created, False
+
+    def _reject(
+        self,
+        message: QueueMessage,
+        request_id: str,
+        provider: str | None,
+        code: str,
+        reason: str,
+        problems: list[FieldProblem],
+    ) -> CreateResult:
+        metadata = _metadata_hint(message.body)
+        event = rejected_event(
+            source=self.settings.event_source,
+            request_id=request_id,
+            provider=provider,
+            code=code,
+            message=reason,
+            problems=problems,
+            metadata=metadata,
+            now=self.clock(),
+        )
+        self.publisher.publish(event)
+        self.dead_letters.send(
+            message.body,
+            reason=reason,
+            code=code,
+            request_id=request_id,
+            source_id=message.message_id,
+        )
+        logger.warning("request rejected", error_code=code, reason=reason, event_id=event.id)
+        return CreateResult(
+            outcome="rejected", request_id=request_id, provider=provider, event_id=event.id
+        )
+
+
+def _loose_body(body: str) -> dict[str, Any]:
+    try:
+        raw = json.loads(body)
+    except ValueError:
+        return {}
+    return raw if isinstance(raw, dict) else {}
+
+
+def _provider_hint(body: str) -> str | None:
+    provider = _loose_body(body).get("provider")
+    return provider if provider in ("deepset", "pixxel", "matatika") else None
+
+
+def _metadata_hint(body: str) -> dict[str, Any]:
+    """Echo a rejected request's metadata only when it is itself valid."""
+    try:
+        return METADATA_ADAPTER.validate_python(_loose_body(body).get("metadata", {}))
+    except ValidationError:
+        return {}

@@ -1,0 +1,224 @@
+"""The AWS side as small ports: outcome publisher (SNS), tracker starter (Step Functions),
+dead-letter queue (SQS) and the job ledger (DynamoDB). The only module that touches boto3.
+
+Each has one real implementation, built by a cached factory; tests replace them by
+subclassing, so mypy checks the fakes too.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from jobrelay.events import message_attributes
+from jobrelay.models import OutcomeEvent, TrackerState, execution_name
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_sns import SNSClient
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_stepfunctions import SFNClient
+
+# SDK retries in standard mode: throttling and 5xx are retried with backoff by botocore.
+_BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=20)
+
+
+class OutcomePublisher:
+    """Publishes outcome events to the JobEvents topic with filterable attributes."""
+
+    def __init__(self, topic_arn: str, client: SNSClient | None = None) -> None:
+        self.topic_arn = topic_arn
+        self._client = client
+
+    @property
+    def client(self) -> SNSClient:
+        if self._client is None:
+            self._client = boto3.client("sns", config=_BOTO_CONFIG)
+        return self._client
+
+    def publish(self, event: OutcomeEvent) -> str:
+        response = self.client.publish(
+            TopicArn=self.topic_arn,
+            Message=event.model_dump_json(),
+            MessageAttributes=message_attributes(event),  # type: ignore[arg-type]
+        )
+        return response["MessageId"]
+
+
+class TrackerStarter:
+    """Starts one JobTracker execution per request; a name already used means it is started."""
+
+    def __init__(self, state_machine_arn: str, client: SFNClient | None = None) -> None:
+        self.state_machine_arn = state_machine_arn
+        self._client = client
+
+    @property
+    def client(self) -> SFNClient:
+        if self._client is None:
+            self._client = boto3.client("stepfunctions", config=_BOTO_CONFIG)
+        return self._client
+
+    def execution_arn(self, name: str) -> str:
+        prefix, _, machine = self.state_machine_arn.partition(":stateMachine:")
+        return f"{prefix}:execution:{machine}:{name}"
+
+    def start(self, state: TrackerState) -> tuple[str, bool]:
+        """Start the execution for `state.job`; returns its ARN and whether this call started it.
+
+        Standard workflows refuse a second execution with the same name (for 90 days after
+        the first closes), which backs CreateJob's idempotency.
+        """
+        name = execution_name(state.job.request_id)
+        try:
+            response = self.client.start_execution(
+                stateMachineArn=self.state_machine_arn,
+                name=name,
+                input=state.model_dump_json(),
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ExecutionAlreadyExists":
+                return self.execution_arn(name), False
+            raise
+        return response["executionArn"], True
+
+
+class DeadLetterQueue:
+    """Copies refused messages to the DLQ with the reason as message attributes."""
+
+    def __init__(self, queue_url: str, client: SQSClient | None = None) -> None:
+        self.queue_url = queue_url
+        self._client = client
+
+    @property
+    def client(self) -> SQSClient:
+        if self._client is None:
+            self._client = boto3.client("sqs", config=_BOTO_CONFIG)
+        return self._client
+
+    def send(self, body: str, *, reason: str, code: str, request_id: str, source_id: str) -> str:
+        response = self.client.send_message(
+            QueueUrl=self.queue_url,
+            MessageBody=body,
+            MessageAttributes={
+                "jobrelay_reason": {"DataType": "String", "StringValue": reason[:1000] or code},
+                "jobrelay_error_code": {"DataType": "String", "StringValue": code},
+                "jobrelay_request_id": {"DataType": "String", "StringValue": request_id},
+                "jobrelay_source_message_id": {"DataType": "String", "StringValue": source_id},
+            },
+        )
+        return response["MessageId"]
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    request_id: str
+    remote_job_id: str | None
+    locator: dict[str, str]
+    create_attempted_at: datetime | None
+    created_at: datetime | None
+
+
+class JobLedger:
+    """Per request: when a create was attempted and which remote job it made.
+
+    Written the moment the provider answers, before anything else can fail, so a retry of
+    the same request adopts the job instead of creating another. Kept in the idempotency
+    table under its own key prefix, expiring with the same TTL attribute.
+    """
+
+    KEY_PREFIX = "ledger#"
+
+    def __init__(self, table_name: str, ttl_seconds: int, client: DynamoDBClient | None = None):
+        self.table_name = table_name
+        self.ttl_seconds = ttl_seconds
+        self._client = client
+
+    @property
+    def client(self) -> DynamoDBClient:
+        if self._client is None:
+            self._client = boto3.client("dynamodb", config=_BOTO_CONFIG)
+        return self._client
+
+    def _key(self, request_id: str) -> dict[str, Any]:
+        return {"id": {"S": self.KEY_PREFIX + request_id}}
+
+    def get(self, request_id: str) -> LedgerEntry | None:
+        item = self.client.get_item(
+            TableName=self.table_name, Key=self._key(request_id), ConsistentRead=True
+        ).get("Item")
+        if not item:
+            return None
+
+        def text(name: str) -> str | None:
+            value = item.get(name, {}).get("S")
+            return str(value) if value is not None else None
+
+        def when(name: str) -> datetime | None:
+            value = text(name)
+            return datetime.fromisoformat(value) if value else None
+
+        return LedgerEntry(
+            request_id=request_id,
+            remote_job_id=text("remote_job_id"),
+            locator=json.loads(text("locator") or "{}"),
+            create_attempted_at=when("create_attempted_at"),
+            created_at=when("created_at"),
+        )
+
+    def _expiration(self) -> str:
+        return str(int(time.time()) + self.ttl_seconds)
+
+    def record_attempt(self, request_id: str, at: datetime) -> None:
+        """Note that a create is about to be sent (kept from the first attempt)."""
+        self.client.update_item(
+            TableName=self.table_name,
+            Key=self._key(request_id),
+            UpdateExpression="SET create_attempted_at = if_not_exists(create_attempted_at, :at), "
+            "expiration = :exp",
+            ExpressionAttributeValues={
+                ":at": {"S": at.isoformat()},
+                ":exp": {"N": self._expiration()},
+            },
+        )
+
+    def record_created(self, request_id: str, remote_job_id: str, locator: dict[str, str]) -> None:
+        self.client.update_item(
+            TableName=self.table_name,
+            Key=self._key(request_id),
+            UpdateExpression="SET remote_job_id = :job, locator = :loc, created_at = :now, "
+            "expiration = :exp",
+            ExpressionAttributeValues={
+                ":job": {"S": remote_job_id},
+                ":loc": {"S": json.dumps(locator, sort_keys=True)},
+                ":now": {"S": datetime.now(UTC).isoformat()},
+                ":exp": {"N": self._expiration()},
+            },
+        )
+
+
+@lru_cache(maxsize=4)
+def get_publisher(topic_arn: str) -> OutcomePublisher:
+    return OutcomePublisher(topic_arn)
+
+
+@lru_cache(maxsize=4)
+def get_tracker_starter(state_machine_arn: str) -> TrackerStarter:
+    return TrackerStarter(state_machine_arn)
+
+
+@lru_cache(maxsize=4)
+def get_dead_letter_queue(queue_url: str) -> DeadLetterQueue:
+    return DeadLetterQueue(queue_url)
+
+
+@lru_cache(maxsize=4)
+def get_ledger(table_name: str, ttl_seconds: int) -> JobLedger:
+    return JobLedger(table_name, ttl_seconds)

@@ -1,0 +1,112 @@
+"""The provider port: what jobrelay needs from any job API, and what each adapter provides."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+import httpx
+
+from jobrelay.errors import (
+    ConfigurationError,
+    FieldProblem,
+    JobNotFound,
+    ProviderProtocolError,
+    ProviderRejected,
+)
+from jobrelay.models import JobRef, ProviderName, StatusReport
+from jobrelay.providers.http import ProviderHttp, read_json
+from jobrelay.secrets import SecretKey
+
+# Statuses a provider answers when it refuses a request for good (PROVIDERS.md, "Across
+# providers": never retry other 4xx).
+REJECTING_STATUS = frozenset({400, 403, 404, 405, 409, 410, 413, 415, 422})
+
+
+def segment(value: object) -> str:
+    """One URL path segment, percent-encoded so an id can never change the path."""
+    return quote(str(value), safe="")
+
+
+@dataclass(frozen=True)
+class CreatedJob:
+    """A job the provider has accepted: its id, how to reach it again, and its first status."""
+
+    remote_job_id: str
+    locator: dict[str, str] = field(default_factory=dict)
+    report: StatusReport | None = None
+
+
+class Provider(ABC):
+    """One job API. Adapters raise the layer's typed errors, never httpx's."""
+
+    name: ClassVar[ProviderName]
+    can_cancel: ClassVar[bool] = False
+
+    def __init__(self, http: ProviderHttp, base_url: str, key: SecretKey) -> None:
+        self.http = http
+        self.base_url = base_url.rstrip("/")
+        self.key = key
+
+    # -- the port
+    @abstractmethod
+    def create(self, params: Any) -> CreatedJob:
+        """Create the job described by the provider's params model."""
+
+    @abstractmethod
+    def get_status(self, job: JobRef) -> StatusReport:
+        """One GET of the job, normalized."""
+
+    def cancel(self, job: JobRef) -> bool:
+        """Stop the job at the provider; False where the provider has no way to."""
+        return False
+
+    def validate(self, params: Any) -> dict[str, Any]:
+        """Validate without creating anything (deepset `dry_run`)."""
+        raise NotImplementedError(f"{self.name} has no validate-only call")
+
+    def find_created(self, params: Any, since: datetime) -> CreatedJob | None:
+        """Look for a job this request created at or after `since` (ambiguous creates)."""
+        return None
+
+    # -- shared plumbing
+    def auth_headers(self, *, refresh: bool = False) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key.value(refresh=refresh)}"}
+
+    def send(self, method: str, path: str, *, idempotent: bool, **kwargs: Any) -> httpx.Response:
+        return self.http.request(
+            method,
+            self.base_url + path,
+            idempotent=idempotent,
+            headers={**self.auth_headers(), "Accept": "application/json"},
+            on_unauthorized=lambda: self.auth_headers(refresh=True),
+            **kwargs,
+        )
+
+    def ensure_found(self, response: httpx.Response, job: JobRef) -> None:
+        if response.status_code in (404, 410):
+            raise JobNotFound(f"{self.name} no longer knows job {job.remote_job_id}")
+
+    def rejection(
+        self, response: httpx.Response, problems: list[FieldProblem], message: str
+    ) -> ProviderRejected:
+        return ProviderRejected(
+            f"{self.name} refused the request ({response.status_code}): {message}",
+            status_code=response.status_code,
+            problems=problems,
+        )
+
+    def unexpected(self, response: httpx.Response) -> Exception:
+        """A status we have no rule for: permanent 4xx, anything else a protocol error."""
+        if response.status_code == 401:
+            return ConfigurationError(f"{self.name} refused the API key (401)")
+        if 400 <= response.status_code < 500:
+            return self.rejection(response, [], "unexpected client error")
+        return ProviderProtocolError(f"{self.name} answered an unexpected {response.status_code}")
+
+    @staticmethod
+    def body(response: httpx.Response) -> Any:
+        return read_json(response)

@@ -1,0 +1,224 @@
+"""Matatika ELT pipeline jobs on Meltano (PROVIDERS.md, seed 003)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+import httpx
+from aws_lambda_powertools import Logger
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from jobrelay.errors import (
+    ConfigurationError,
+    FieldProblem,
+    ProviderProtocolError,
+    ProviderUnavailable,
+)
+from jobrelay.models import ErrorInfo, JobRef, JobStatus, MatatikaParams, StatusReport
+from jobrelay.providers.base import REJECTING_STATUS, CreatedJob, Provider, segment
+from jobrelay.providers.http import json_or_none
+
+logger = Logger(child=True)
+
+STATUS_MAP: dict[str, JobStatus] = {
+    "QUEUED": JobStatus.QUEUED,
+    "RUNNING": JobStatus.RUNNING,
+    "COMPLETE": JobStatus.SUCCEEDED,
+    "ERROR": JobStatus.FAILED,
+    "STOPPED": JobStatus.CANCELLED,
+    "UNKNOWN": JobStatus.RUNNING,  # legacy value: keep following until the deadline
+}
+LOG_TAIL_LINES = 20
+LOG_TAIL_BYTES = 4096
+DEFAULT_TOKEN_URL = "https://identity.matatika.com/oauth/token"  # noqa: S105 - a URL
+DEFAULT_AUDIENCE = "https://app.matatika.com/api"
+TOKEN_REFRESH_MARGIN_SECONDS = 300
+
+
+class MatatikaJob(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    status: str
+    type: str | None = None
+    exitCode: int | None = None
+    exitMessage: str | None = None
+    errorMessage: str | None = None
+    startTime: str | None = None
+    endTime: str | None = None
+
+
+def map_status(job: MatatikaJob) -> StatusReport:
+    status = STATUS_MAP.get(job.status.upper(), JobStatus.RUNNING)
+    details: dict[str, Any] = {}
+    if job.exitCode is not None:
+        details["exit_code"] = job.exitCode
+    error = None
+    if status is JobStatus.FAILED:
+        message = job.errorMessage or job.exitMessage or "the pipeline job ended in ERROR"
+        error = ErrorInfo(code="JOB_FAILED", message=message)
+    return StatusReport(status=status, raw_status=job.status, details=details, error=error)
+
+
+def spring_problems(payload: Any) -> tuple[str, list[FieldProblem]]:
+    """Spring's `{"timestamp","status","error","message","path","errors"}` error body."""
+    if not isinstance(payload, dict):
+        return "refused", []
+    message = str(payload.get("message") or payload.get("error") or "refused")
+    problems = []
+    for item in payload.get("errors") or []:
+        if isinstance(item, dict):
+            problems.append(
+                FieldProblem(
+                    field="params." + str(item.get("field") or item.get("objectName") or ""),
+                    message=str(item.get("defaultMessage") or item.get("message") or "invalid"),
+                    kind=str(item.get("code") or "invalid"),
+                )
+            )
+    return message, problems or [FieldProblem(field="params", message=message)]
+
+
+class _TokenCache:
+    """OAuth client-credentials tokens, shared across invocations of a warm Lambda."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tokens: dict[str, tuple[str, float]] = {}
+
+    def get(self, key: str) -> str | None:
+        with self._lock:
+            token, expires = self._tokens.get(key, ("", 0.0))
+        return token if token and time.monotonic() < expires else None
+
+    def put(self, key: str, token: str, lifetime: float) -> None:
+        with self._lock:
+            self._tokens[key] = (token, time.monotonic() + lifetime)
+
+
+_tokens = _TokenCache()
+
+
+class MatatikaProvider(Provider):
+    name = "matatika"
+    can_cancel = True
+
+    def auth_headers(self, *, refresh: bool = False) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._token(refresh=refresh)}"}
+
+    def _token(self, *, refresh: bool) -> str:
+        """A static token, or one exchanged for the client id and secret kept in the secret.
+
+        The secret is either the token itself or JSON `{"client_id", "client_secret"}`
+        (optionally `token_url`, `audience`): machine access by OAuth client credentials.
+        """
+        secret = self.key.value(refresh=refresh)
+        if not secret.startswith("{"):
+            return secret
+        try:
+            creds = json.loads(secret)
+            client_id, client_secret = creds["client_id"], creds["client_secret"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigurationError("the matatika secret is not a token nor client JSON") from exc
+        cache_key = f"{self.key.secret_arn}:{client_id}"
+        cached = None if refresh else _tokens.get(cache_key)
+        if cached:
+            return cached
+        token_url = str(creds.get("token_url") or DEFAULT_TOKEN_URL)
+        response = self.http.request(
+            "POST",
+            token_url,
+            idempotent=True,
+            data={
+                "grant_type": "client_credentials",
+                "client_id": client_id,
+                "client_secret": client_secret,
+                "audience": str(creds.get("audience") or DEFAULT_AUDIENCE),
+            },
+        )
+        payload = json_or_none(response)
+        if response.status_code != 200 or not isinstance(payload, dict):
+            raise ConfigurationError(f"matatika token exchange answered {response.status_code}")
+        token = str(payload.get("access_token") or "")
+        if not token:
+            raise ConfigurationError("matatika token exchange returned no access_token")
+        lifetime = float(payload.get("expires_in") or 7200) - TOKEN_REFRESH_MARGIN_SECONDS
+        _tokens.put(cache_key, token, max(60.0, lifetime))
+        return token
+
+    def create(self, params: MatatikaParams) -> CreatedJob:
+        response = self.send(
+            "POST", f"/api/pipelines/{segment(params.pipeline_id)}/jobs", idempotent=False
+        )
+        if response.status_code == 409:
+            # Only one job may run per pipeline: refused without effect, so try again later.
+            raise ProviderUnavailable(
+                "matatika pipeline busy (409): another job of this pipeline is running",
+                status_code=409,
+            )
+        if response.status_code in REJECTING_STATUS:
+            message, problems = spring_problems(json_or_none(response))
+            raise self.rejection(response, problems, message)
+        if response.status_code not in (200, 201):
+            raise self.unexpected(response)
+        job = _parse(self.body(response))
+        return CreatedJob(
+            remote_job_id=job.id,
+            locator={"pipeline_id": params.pipeline_id},
+            report=map_status(job),
+        )
+
+    def get_status(self, job: JobRef) -> StatusReport:
+        response = self.send("GET", f"/api/jobs/{segment(job.remote_job_id)}", idempotent=True)
+        self.ensure_found(response, job)
+        if response.status_code != 200:
+            raise self.unexpected(response)
+        report = map_status(_parse(self.body(response)))
+        if report.status is JobStatus.FAILED:
+            tail = self.log_tail(job)
+            if tail:
+                report.details["log_tail"] = tail
+        return report
+
+    def log_tail(self, job: JobRef) -> list[str]:
+        """The last lines of the job's logs, bounded; best effort (a failure loses only logs)."""
+        try:
+            response = self.send(
+                "GET",
+                f"/api/jobs/{segment(job.remote_job_id)}/logs",
+                idempotent=True,
+                params={"sequence": 0},
+            )
+        except (ProviderUnavailable, httpx.HTTPError) as exc:
+            logger.warning("matatika logs unavailable", error=type(exc).__name__)
+            return []
+        if response.status_code != 200:
+            return []
+        text = response.text[-LOG_TAIL_BYTES:]
+        return [line for line in text.splitlines() if line.strip()][-LOG_TAIL_LINES:]
+
+    def cancel(self, job: JobRef) -> bool:
+        """Stop a running job (`PUT .../stopped`), delete a queued one (which also stops it)."""
+        path = f"/api/jobs/{segment(job.remote_job_id)}"
+        response = self.send("PUT", f"{path}/stopped", idempotent=True)
+        if response.status_code in (200, 202, 204):
+            return True
+        if response.status_code in (400, 409):
+            # Not running: still queued (delete it) or already ended (nothing to stop).
+            current = self.get_status(job)
+            if current.status is JobStatus.QUEUED:
+                deleted = self.send("DELETE", path, idempotent=True)
+                return deleted.status_code in (200, 202, 204)
+            return False
+        if response.status_code in (404, 410):
+            return False
+        raise self.unexpected(response)
+
+
+def _parse(payload: Any) -> MatatikaJob:
+    try:
+        return MatatikaJob.model_validate(payload)
+    except ValidationError as exc:
+        raise ProviderProtocolError(f"matatika answered a job we cannot read: {exc}") from exc

@@ -1,0 +1,185 @@
+"""Pixxel satellite-imagery workflow jobs (PROVIDERS.md, seeds 001, 002, 004)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from jobrelay.errors import FieldProblem, ProviderProtocolError
+from jobrelay.models import ErrorInfo, JobRef, JobStatus, PixxelParams, StatusReport
+from jobrelay.providers.base import REJECTING_STATUS, CreatedJob, Provider, segment
+from jobrelay.providers.http import json_or_none
+
+logger = Logger(child=True)
+
+STATUS_MAP: dict[str, JobStatus] = {
+    "completed": JobStatus.SUCCEEDED,
+    "failed": JobStatus.FAILED,
+    "running": JobStatus.RUNNING,
+}
+_unknown_seen: set[str] = set()
+
+
+class PixxelTask(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    id: str | None = None
+    name: str | None = None
+    status: str | None = None
+    err_msg: str | None = None
+    failure_type: str | None = None
+
+
+class PixxelValError(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    from_: str | None = Field(default=None, alias="from")
+    to: str | None = None
+    err: str | None = None
+    reason: str | None = None
+    component_name: str | None = None
+
+
+class PixxelJob(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    status: str
+    workflow_id: str | None = None
+    progress: str | float | int | None = None
+    cost: int | float | None = None
+    estimated_duration: int | float | None = None
+    time_taken: int | float | str | None = None
+    val_errors: list[PixxelValError] | None = None
+    tasks: list[PixxelTask] | None = None
+
+
+def parse_progress(value: str | float | int | None) -> float | None:
+    """`"45%"` (or 45) as 0.45; None when it says nothing usable."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        match = re.search(r"(\d+(?:\.\d+)?)", value)
+        if not match:
+            return None
+        value = float(match.group(1))
+    return min(1.0, max(0.0, float(value) / 100.0))
+
+
+def map_status(job: PixxelJob) -> StatusReport:
+    raw = job.status
+    status = STATUS_MAP.get(raw.lower())
+    if status is None:
+        # Pixxel's status is free text; keep following the job and say so once per value.
+        if raw not in _unknown_seen:
+            _unknown_seen.add(raw)
+            logger.warning("unknown pixxel job status, treated as running", raw_status=raw)
+        status = JobStatus.RUNNING
+    details: dict[str, Any] = {}
+    if job.cost is not None:
+        details["cost"] = job.cost
+    if job.time_taken is not None:
+        details["time_taken"] = job.time_taken
+    error = None
+    if status is JobStatus.FAILED:
+        failed = [
+            {"name": t.name, "err_msg": t.err_msg, "failure_type": t.failure_type}
+            for t in job.tasks or []
+            if (t.status or "").lower() == "failed" or t.err_msg
+        ]
+        if failed:
+            details["failed_tasks"] = failed
+        problems = _val_problems(job.val_errors or [])
+        message = "; ".join(f"{t['name']}: {t['err_msg']}" for t in failed) or "job failed"
+        error = ErrorInfo(
+            code="JOB_FAILED",
+            message=message,
+            problems=[p.as_dict() for p in problems],
+        )
+    return StatusReport(
+        status=status,
+        raw_status=raw,
+        progress=parse_progress(job.progress),
+        estimated_duration_seconds=job.estimated_duration,
+        details=details,
+        error=error,
+    )
+
+
+def _val_problems(errors: list[PixxelValError]) -> list[FieldProblem]:
+    return [
+        FieldProblem(
+            field=e.component_name or f"{e.from_ or '?'}->{e.to or '?'}",
+            message=e.reason or e.err or "invalid workflow",
+            kind="workflow_validation",
+        )
+        for e in errors
+    ]
+
+
+def _error_problem(payload: Any) -> tuple[str, list[FieldProblem]]:
+    """Pixxel's `{"error": {"code", "message", "details"}}` as a message and problems."""
+    error = payload.get("error") if isinstance(payload, dict) else None
+    if not isinstance(error, dict):
+        return "refused", []
+    code = str(error.get("code") or "error")
+    message = str(error.get("message") or code)
+    return message, [FieldProblem(field="params", message=message, kind=code)]
+
+
+class PixxelProvider(Provider):
+    name = "pixxel"
+    can_cancel = False  # no cancel, stop or delete endpoint exists
+
+    def auth_headers(self, *, refresh: bool = False) -> dict[str, str]:
+        # The seed shows the raw key in the Authorization header, without a scheme.
+        return {"Authorization": self.key.value(refresh=refresh)}
+
+    def _jobs_path(self, workflow_id: str) -> str:
+        return f"/v0/workflows/{segment(workflow_id)}/jobs"
+
+    def create(self, params: PixxelParams) -> CreatedJob:
+        response = self.send(
+            "POST",
+            self._jobs_path(params.workflow_id),
+            idempotent=False,
+            params={"project_id": params.project_id},
+        )
+        if response.status_code in REJECTING_STATUS:
+            message, problems = _error_problem(json_or_none(response))
+            raise self.rejection(response, problems, message)
+        if response.status_code not in (200, 201):
+            raise self.unexpected(response)
+        job = _parse(self.body(response))
+        if job.val_errors:
+            problems = _val_problems(job.val_errors)
+            raise self.rejection(
+                response,
+                problems,
+                "the workflow is invalid: " + "; ".join(p.message for p in problems),
+            )
+        return CreatedJob(
+            remote_job_id=job.id,
+            locator={"workflow_id": params.workflow_id},
+            report=map_status(job),
+        )
+
+    def get_status(self, job: JobRef) -> StatusReport:
+        workflow_id = job.locator.get("workflow_id", "")
+        response = self.send(
+            "GET", f"{self._jobs_path(workflow_id)}/{segment(job.remote_job_id)}", idempotent=True
+        )
+        self.ensure_found(response, job)
+        if response.status_code != 200:
+            raise self.unexpected(response)
+        return map_status(_parse(self.body(response)))
+
+
+def _parse(payload: Any) -> PixxelJob:
+    try:
+        return PixxelJob.model_validate(payload)
+    except ValidationError as exc:
+        raise ProviderProtocolError(f"pixxel answered a job we cannot read: {exc}") from exc

@@ -1,0 +1,1 @@
+"""The embedded default: jobrelay on one machine, no AWS account."""
