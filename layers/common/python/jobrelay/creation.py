@@ -15,12 +15,14 @@ from typing import Any, Literal
 
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from jobrelay.errors import FieldProblem, ProviderRejected, RequestInvalid
 from jobrelay.events import rejected_event, validated_event
 from jobrelay.models import (
     JOB_REQUEST_ADAPTER,
     METADATA_ADAPTER,
+    PROVIDERS,
     REQUEST_ID_ADAPTER,
     DeepsetJobRequest,
     JobRef,
@@ -90,11 +92,7 @@ def parse_request(body: str) -> JobRequest:
         return JOB_REQUEST_ADAPTER.validate_python(raw)
     except ValidationError as exc:
         problems = [
-            FieldProblem(
-                field=".".join(str(part) for part in error["loc"]) or "body",
-                message=error["msg"],
-                kind=error["type"],
-            )
+            FieldProblem(field=_field_name(error), message=error["msg"], kind=error["type"])
             for error in exc.errors(include_url=False, include_input=False)
         ]
         summary = "; ".join(f"{p.field}: {p.message}" for p in problems[:5])
@@ -246,6 +244,16 @@ class JobCreator:
         )
 
 
+def _field_name(error: ErrorDetails) -> str:
+    """The offending field as a dotted path, without the union tag pydantic puts first."""
+    if error["type"].startswith("union_tag"):
+        return "provider"
+    loc = [str(part) for part in error["loc"]]
+    if loc and loc[0] in PROVIDERS:
+        loc = loc[1:]
+    return ".".join(loc) or "body"
+
+
 def _loose_body(body: str) -> dict[str, Any]:
     try:
         raw = json.loads(body)
@@ -256,7 +264,7 @@ def _loose_body(body: str) -> dict[str, Any]:
 
 def _provider_hint(body: str) -> str | None:
     provider = _loose_body(body).get("provider")
-    return provider if provider in ("deepset", "pixxel", "matatika") else None
+    return provider if provider in PROVIDERS else None
 
 
 def _metadata_hint(body: str) -> dict[str, Any]:
