@@ -24,7 +24,12 @@ from jobrelay.wiring import ProviderPool, create_job_service, provider_pool
 
 logger = Logger()
 tracer = Tracer()
-processor = AsyncBatchProcessor(event_type=EventType.SQS, model=SqsRecordModel)
+# A batch whose every record failed is reported record by record, not raised: Lambda then
+# retries exactly those records, and a transient provider outage does not count as a
+# function error.
+processor = AsyncBatchProcessor(
+    event_type=EventType.SQS, model=SqsRecordModel, raise_on_entire_batch_failure=False
+)
 
 
 def _process(pool: ProviderPool, record: SqsRecordModel) -> dict[str, Any]:

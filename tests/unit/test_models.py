@@ -77,7 +77,7 @@ def test_deepset_defaults_match_the_provider():
          "params.api_key"),
         ({"provider": "nope", "params": {}}, "provider"),
         ({"params": {}}, "provider"),
-        ({**deepset(), "tracking": {"deadline_seconds": 5}}, "tracking.deadline_seconds"),
+        ({**deepset(), "tracking": {"deadline_seconds": 4}}, "tracking.deadline_seconds"),
         ({**deepset(), "request_id": "has space"}, "request_id"),
         ({**deepset(), "metadata": {"blob": "x" * 4000}}, "metadata"),
     ],

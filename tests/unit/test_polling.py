@@ -102,3 +102,23 @@ def test_cancel_where_the_provider_cannot_only_stops_tracking():
     result = poller(provider, T0 + timedelta(hours=1)).cancel(tracker())
     assert provider.cancelled == []
     assert result.poll.status is JobStatus.TIMED_OUT and result.poll.cancelled_remotely is False
+
+
+def test_provider_outage_before_the_deadline_is_raised_for_the_retry():
+    import pytest
+
+    from jobrelay.errors import ProviderUnavailable
+
+    with pytest.raises(ProviderUnavailable):
+        poller(ScriptedProvider(ProviderUnavailable("down")), T0).poll(tracker())
+
+
+def test_provider_outage_past_the_deadline_goes_to_the_cancel_step():
+    from jobrelay.errors import ProviderUnavailable
+
+    down = ScriptedProvider(ProviderUnavailable("down"), ProviderUnavailable("down"))
+    result = poller(down, T0 + timedelta(hours=2)).poll(tracker())
+    assert result.poll.deadline_passed and not result.poll.terminal
+    assert result.poll.error is not None and result.poll.error.code == "PROVIDER_UNAVAILABLE"
+    ended = poller(down, T0 + timedelta(hours=2)).cancel(result)
+    assert ended.poll.status is JobStatus.TIMED_OUT

@@ -129,7 +129,7 @@ class Fault:
     sends half the JSON body; `empty` sends no body. Every action waits `delay` first.
     With `after=True` the real handler runs first (the job is created) and the fault
     replaces its answer. The fault applies to `count` matching requests (default: one per
-    code of `status`, else 1) after letting `skip` of them through.
+    code of `status`, else 1) after letting the first `skip` matching requests through.
     """
 
     action: FaultAction = "status"
@@ -283,9 +283,14 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def json(cls, status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
-        body = json.dumps(payload).encode()
-        return cls(status, body, "application/json", dict(headers or {}))
+    def json(
+        cls,
+        status: int,
+        payload: Any,
+        headers: dict[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> Response:
+        return cls(status, json.dumps(payload).encode(), content_type, dict(headers or {}))
 
     @classmethod
     def no_content(cls) -> Response:
@@ -338,6 +343,8 @@ class _HTTPServer(ThreadingHTTPServer):
 class _RequestHandler(BaseHTTPRequestHandler):
     # HTTP/1.1 so clients keep connections alive, as they do with the real providers.
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes; with Nagle on, each answer waits ~40 ms.
+    disable_nagle_algorithm = True
     server: _HTTPServer
 
     def do_GET(self) -> None:
@@ -355,7 +362,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def do_PATCH(self) -> None:
         self.server.emulator.serve(self)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s %s", self.address_string(), format % args)
 
 
@@ -367,6 +374,17 @@ class EmulatorServer:
     """
 
     provider: ClassVar[str] = "emulator"
+    # The provider's status word for each phase of the job clock.
+    status_by_phase: ClassVar[Mapping[Phase, str]]
+
+    _defaults: Behaviour
+    _strict_targets: bool
+    _targets: dict[str, JsonObject]
+    _next_jobs: list[tuple[str | None, JsonObject]]
+    _faults: list[Fault]
+    _jobs: dict[str, EmulatedJob]
+    _creates: Counter[str]
+    _request_log: deque[JsonObject]
 
     def __init__(
         self,
@@ -456,7 +474,14 @@ class EmulatorServer:
         raise NotImplementedError
 
     def provider_status(self, job: EmulatedJob, state: JobState) -> str:
-        raise NotImplementedError
+        if state.phase in ACTIVE_PHASES and job.behaviour.raw_status is not None:
+            return job.behaviour.raw_status
+        return self.status_by_phase[state.phase]
+
+    def caller_id(self, request: Request) -> str:
+        """A stable user id per credential; uuid5 is a one-way hash, so no key is kept."""
+        credential = request.header("Authorization") or "anonymous"
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.provider}-user:{credential}"))
 
     # -- Python API: configuration ----------------------------------------------------------
 
@@ -637,8 +662,15 @@ class EmulatorServer:
             return self.error(HTTPStatus.NOT_FOUND, "Not Found", request)
         if route.auth and not self.authorized(request):
             return self.unauthorized(request)
-        with self._lock:
-            return route.handler(request)
+        try:
+            with self._lock:
+                return route.handler(request)
+        except Exception:
+            # An emulator bug must look like a provider 500, not hang the client.
+            logger.exception(
+                "%s emulator failed on %s %s", self.provider, request.method, request.path
+            )
+            return self.error(HTTPStatus.INTERNAL_SERVER_ERROR, "Internal Server Error", request)
 
     def target_of(self, request: Request) -> str | None:
         """The pipeline/workflow a request is about, for create counts and latency."""
@@ -648,15 +680,18 @@ class EmulatorServer:
         return request.target
 
     def _take_fault(self, request: Request) -> Fault | None:
+        """The first fault due for this request. Every matching fault counts the request, so
+        `skip` counts requests that matched, whichever fault (if any) answered them."""
+        chosen: Fault | None = None
         for fault in self._faults:
             if not fault.remaining or not fault.matches(request.method, request.path):
                 continue
             fault.matched += 1
-            if fault.matched <= fault.skip:
-                continue
-            fault.applied += 1
-            return fault
-        return None
+            if chosen is None and fault.matched > fault.skip:
+                chosen = fault
+        if chosen is not None:
+            chosen.applied += 1
+        return chosen
 
     def _apply_fault(
         self, http: _RequestHandler, request: Request, fault: Fault, response: Response | None
@@ -691,7 +726,9 @@ class EmulatorServer:
         _close_now(http)
         return status
 
-    def _write(self, http: _RequestHandler, response: Response, cut_after: int | None = None) -> None:
+    def _write(
+        self, http: _RequestHandler, response: Response, cut_after: int | None = None
+    ) -> None:
         http.send_response(response.status)
         for name, value in response.headers.items():
             http.send_header(name, value)
@@ -767,8 +804,10 @@ class EmulatorServer:
             return Response.json(ok, self._config())
         if (method, path) == ("POST", "/next-jobs"):
             body = _admin_body(request)
-            target = body.pop("target", None)
-            self.script_next_job(target, **body)
+            scripted_for = body.pop("target", None)
+            if scripted_for is not None and not isinstance(scripted_for, str):
+                raise AdminError("target must be a pipeline/workflow id or null")
+            self.script_next_job(scripted_for, **body)
             return Response.json(HTTPStatus.CREATED, self._config())
         if (method, path) == ("GET", "/faults"):
             return Response.json(ok, {"faults": self.faults()})
@@ -807,12 +846,12 @@ class EmulatorServer:
     def _reset_state(self) -> None:
         self._defaults = self._initial_defaults
         self._strict_targets = self._initial_strict
-        self._targets: dict[str, JsonObject] = {}
-        self._next_jobs: list[tuple[str | None, JsonObject]] = []
-        self._faults: list[Fault] = []
-        self._jobs: dict[str, EmulatedJob] = {}
-        self._creates: Counter[str] = Counter()
-        self._request_log: deque[JsonObject] = deque(maxlen=_REQUEST_LOG_LIMIT)
+        self._targets = {}
+        self._next_jobs = []
+        self._faults = []
+        self._jobs = {}
+        self._creates = Counter()
+        self._request_log = deque(maxlen=_REQUEST_LOG_LIMIT)
 
 
 def _read_request(http: _RequestHandler) -> Request:

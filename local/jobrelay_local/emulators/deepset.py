@@ -13,6 +13,7 @@ from .base import (
     EmulatorServer,
     JobState,
     JsonObject,
+    Phase,
     Request,
     Response,
     Route,
@@ -23,7 +24,7 @@ from .base import (
 
 _JOBS = r"/api/v2/workspaces/(?P<workspace_id>[^/]+)/jobs"
 _EXECUTION_MODES = ("PER_FILE", "ACROSS_FILES")
-_STATUS_BY_PHASE = {
+_STATUS_BY_PHASE: dict[Phase, str] = {
     "queued": "CREATED",
     "running": "STARTED",
     "succeeded": "ENDED",
@@ -139,10 +140,11 @@ def _validate_queries(value: Any, errors: _Errors) -> list[JsonObject] | None:
             msg = "Input should be a valid dictionary or object to extract fields from"
             errors.add("model_attributes_type", loc, msg, item)
             continue
-        if "query" not in item:
+        query: JsonObject = dict.fromkeys(_QUERY_FIELDS)
+        if "query" in item:
+            query["query"] = errors.string(item["query"], [*loc, "query"], optional=False)
+        else:
             errors.add("missing", [*loc, "query"], "Field required", item)
-        query: JsonObject = {name: None for name in _QUERY_FIELDS}
-        query["query"] = errors.string(item.get("query"), [*loc, "query"], optional=False)
         for name in ("filters", "params"):
             query[name] = errors.mapping(item.get(name), [*loc, name])
         for name in ("group_name", "query_label"):
@@ -192,6 +194,7 @@ class DeepsetEmulator(EmulatorServer):
     """
 
     provider = "deepset"
+    status_by_phase = _STATUS_BY_PHASE
 
     def routes(self) -> list[Route]:
         return [
@@ -205,7 +208,9 @@ class DeepsetEmulator(EmulatorServer):
         return Response.json(status, {"detail": message})
 
     def unauthorized(self, request: Request) -> Response:
-        message = "Not authenticated" if request.header("Authorization") is None else "Invalid token"
+        message = (
+            "Not authenticated" if request.header("Authorization") is None else "Invalid token"
+        )
         return Response.json(
             HTTPStatus.UNAUTHORIZED, {"detail": message}, {"WWW-Authenticate": "Bearer"}
         )
@@ -298,11 +303,6 @@ class DeepsetEmulator(EmulatorServer):
 
     # -- views ------------------------------------------------------------------------------
 
-    def provider_status(self, job: EmulatedJob, state: JobState) -> str:
-        if state.phase in ("queued", "running") and job.behaviour.raw_status is not None:
-            return job.behaviour.raw_status
-        return _STATUS_BY_PHASE[state.phase]
-
     def render(self, job: EmulatedJob, state: JobState) -> JsonObject:
         data = job.data
         total: int = data["total_requests"]
@@ -332,10 +332,8 @@ class DeepsetEmulator(EmulatorServer):
         }
 
     def _user(self, request: Request) -> JsonObject:
-        key = request.header("Authorization") or "anonymous"
-        # A stable user per key; uuid5 is a one-way hash, so the key is kept nowhere.
-        user_id = uuid.uuid5(uuid.NAMESPACE_URL, f"deepset-user:{key}")
-        return {"user_id": str(user_id), "given_name": "Local", "family_name": "Emulator"}
+        user_id = self.caller_id(request)
+        return {"user_id": user_id, "given_name": "Local", "family_name": "Emulator"}
 
 
 def _query_bool(raw: str | None, loc: list[str | int], errors: _Errors) -> bool:
@@ -343,7 +341,9 @@ def _query_bool(raw: str | None, loc: list[str | int], errors: _Errors) -> bool:
         return False
     value = _BOOL_WORDS.get(raw.strip().lower())
     if value is None:
-        errors.add("bool_parsing", loc, "Input should be a valid boolean, unable to interpret input", raw)
+        errors.add(
+            "bool_parsing", loc, "Input should be a valid boolean, unable to interpret input", raw
+        )
         return False
     return value
 

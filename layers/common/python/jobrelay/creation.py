@@ -115,7 +115,7 @@ class JobCreator:
         try:
             request = parse_request(message.body)
             request_id = request.request_id or message.message_id
-            logger.append_keys(request_id=request_id, provider=request.provider)
+            logger.thread_safe_append_keys(request_id=request_id, provider=request.provider)
             if isinstance(request, DeepsetJobRequest) and request.params.dry_run:
                 return self._validate(request, request_id)
             return self._create_and_track(request, request_id)

@@ -103,7 +103,7 @@ class MatatikaParams(_Contract):
 class Tracking(_Contract):
     """Per-request overrides of how the job is followed."""
 
-    deadline_seconds: Annotated[int, Field(ge=60, le=MAX_DEADLINE_SECONDS)] | None = None
+    deadline_seconds: Annotated[int, Field(ge=5, le=MAX_DEADLINE_SECONDS)] | None = None
     poll_interval_seconds: Annotated[int, Field(ge=1, le=3600)] | None = None
 
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from aws_lambda_powertools import Logger
 
-from jobrelay.errors import JobNotFound
+from jobrelay.errors import JobNotFound, ProviderProtocolError, ProviderUnavailable
 from jobrelay.models import ErrorInfo, JobRef, JobStatus, PollResult, ProviderName, TrackerState
 from jobrelay.providers import Provider
 
@@ -33,6 +33,23 @@ class JobPoller:
         provider = self.provider_for(job.provider)
         try:
             report = provider.get_status(job)
+        except (ProviderUnavailable, ProviderProtocolError) as exc:
+            now = self.clock()
+            if now < job.deadline_at:
+                raise  # the definition retries with backoff
+            # Past the deadline a provider outage must not keep the tracker going forever.
+            logger.warning("provider unavailable at the deadline", error=exc.message)
+            result = state.poll.model_copy(
+                update={
+                    "deadline_passed": True,
+                    "terminal": False,
+                    "next_poll_seconds": 0,
+                    "polls": state.poll.polls + 1,
+                    "polled_at": now,
+                    "error": ErrorInfo(code=exc.code, message=exc.message, retryable=True),
+                }
+            )
+            return TrackerState(job=job, poll=result)
         except JobNotFound as exc:
             result = PollResult(
                 status=JobStatus.FAILED,

@@ -181,8 +181,8 @@ class JobLedger:
         self.client.update_item(
             TableName=self.table_name,
             Key=self._key(request_id),
-            UpdateExpression="SET create_attempted_at = if_not_exists(create_attempted_at, :at), "
-            "expiration = :exp",
+            UpdateExpression="SET #at = if_not_exists(#at, :at), #exp = :exp",
+            ExpressionAttributeNames={"#at": "create_attempted_at", "#exp": "expiration"},
             ExpressionAttributeValues={
                 ":at": {"S": at.isoformat()},
                 ":exp": {"N": self._expiration()},
@@ -193,8 +193,13 @@ class JobLedger:
         self.client.update_item(
             TableName=self.table_name,
             Key=self._key(request_id),
-            UpdateExpression="SET remote_job_id = :job, locator = :loc, created_at = :now, "
-            "expiration = :exp",
+            UpdateExpression="SET #job = :job, #loc = :loc, #now = :now, #exp = :exp",
+            ExpressionAttributeNames={
+                "#job": "remote_job_id",
+                "#loc": "locator",
+                "#now": "created_at",
+                "#exp": "expiration",
+            },
             ExpressionAttributeValues={
                 ":job": {"S": remote_job_id},
                 ":loc": {"S": json.dumps(locator, sort_keys=True)},

@@ -12,6 +12,7 @@ from typing import Any
 
 from jobrelay.models import JOB_REQUEST_ADAPTER, OutcomeEvent
 
+
 def schemas() -> dict[str, dict[str, Any]]:
     request = JOB_REQUEST_ADAPTER.json_schema()
     request.update(

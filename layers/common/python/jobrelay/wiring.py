@@ -104,7 +104,7 @@ def create_job_service() -> CreateJobService:
         data_keyword_argument="message",
         config=config,
         persistence_store=persistence,
-        output_serializer=PydanticSerializer,
+        output_serializer=PydanticSerializer(model=CreateResult),
     )(_create)
     return CreateJobService(config=config, create_once=create_once)
 
@@ -129,7 +129,7 @@ def publish_outcome_service() -> PublishOutcomeService:
         data_keyword_argument="state",
         config=config,
         persistence_store=persistence,
-        output_serializer=PydanticSerializer,
+        output_serializer=PydanticSerializer(model=PublishResult),
     )(_publish)
     return PublishOutcomeService(config=config, publish_once=publish_once)
 
