@@ -623,22 +623,19 @@ class EmulatorServer:
             latency = self.behaviour_for(target).latency
         if latency:
             time.sleep(latency)
-        status: int | None
         if fault is not None and not fault.after:
             time.sleep(fault.delay)
-            if fault.action != "delay":
-                status = self._apply_fault(http, request, fault, None)
-                self._log(request, status, fault)
-                return
-        response = self._handle(request, route, allowed)
+        answers_instead = fault is not None and not fault.after and fault.action != "delay"
+        response = None if answers_instead else self._handle(request, route, allowed)
         if fault is not None and fault.after:
             time.sleep(fault.delay)
-            if fault.action != "delay":
-                status = self._apply_fault(http, request, fault, response)
-                self._log(request, status, fault)
-                return
-        self._write(http, response)
+        if fault is not None and fault.action != "delay":
+            self._send_fault(http, request, fault, response)
+            return
+        assert response is not None
+        # Log before answering: once a client has its answer, the log already shows it.
         self._log(request, response.status, fault)
+        self._write(http, response)
 
     def _match(self, request: Request) -> tuple[Route | None, list[str]]:
         allowed: list[str] = []
@@ -693,14 +690,16 @@ class EmulatorServer:
             chosen.applied += 1
         return chosen
 
-    def _apply_fault(
+    def _send_fault(
         self, http: _RequestHandler, request: Request, fault: Fault, response: Response | None
-    ) -> int | None:
-        """Answer as the fault says; returns the status sent (None when nothing was)."""
+    ) -> None:
+        """Answer as the fault says; `response` is the real answer of an `after` fault."""
         if fault.action == "drop":
+            self._log(request, None, fault)
             _close_now(http)
-            return None
+            return
         code = fault.next_status()
+        cut_after: int | None = None
         if fault.action == "status":
             assert code is not None
             if fault.body is not None:
@@ -709,22 +708,21 @@ class EmulatorServer:
                 faulty = self.error(code, HTTPStatus(code).phrase, request)
             if fault.retry_after is not None:
                 faulty.headers["Retry-After"] = fault.retry_after
-            self._write(http, faulty)
-            return code
-        base = response or Response.json(HTTPStatus.OK, {"status": "running", "id": new_id()})
-        status = code or base.status
-        if fault.action == "empty":
-            self._write(http, Response(status, b"", "application/json", dict(base.headers)))
-            return status
-        if fault.action == "malformed":
-            # Cutting a JSON object in half always leaves it unparseable.
-            body = base.body[: max(1, len(base.body) // 2)] if base.body else b'{"'
-            self._write(http, Response(status, body, "application/json", dict(base.headers)))
-            return status
-        # reset: announce the whole body, send half of it, then hang up.
-        self._write(http, replace(base, status=status), cut_after=len(base.body) // 2)
-        _close_now(http)
-        return status
+        else:
+            real = response or Response.json(HTTPStatus.OK, {"status": "running", "id": new_id()})
+            faulty = replace(real, status=code or real.status, headers=dict(real.headers))
+            if fault.action == "empty":
+                faulty.body = b""
+            elif fault.action == "malformed":
+                # Cutting a JSON object in half always leaves it unparseable.
+                faulty.body = real.body[: max(1, len(real.body) // 2)] if real.body else b'{"'
+            else:
+                # reset: announce the whole body, send half of it, then hang up.
+                cut_after = len(real.body) // 2
+        self._log(request, faulty.status, fault)
+        self._write(http, faulty, cut_after)
+        if cut_after is not None:
+            _close_now(http)
 
     def _write(
         self, http: _RequestHandler, response: Response, cut_after: int | None = None
