@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.batch import (
     AsyncBatchProcessor,
     EventType,
@@ -20,10 +19,9 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from jobrelay.creation import QueueMessage
+from jobrelay.observability import logger, tracer
 from jobrelay.wiring import ProviderPool, create_job_service, provider_pool
 
-logger = Logger()
-tracer = Tracer()
 # A batch whose every record failed is reported record by record, not raised: Lambda then
 # retries exactly those records, and a transient provider outage does not count as a
 # function error.

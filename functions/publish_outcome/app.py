@@ -8,13 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from jobrelay.models import TrackerState
+from jobrelay.observability import logger, tracer
 from jobrelay.wiring import publish_outcome_service
-
-logger = Logger()
-tracer = Tracer()
 
 
 @logger.inject_lambda_context

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Self
 
 import boto3
@@ -304,6 +305,7 @@ class LocalStack:
         environ: Mapping[str, str] | None = None,
         visibility_timeout: int | None = None,
         feed_queue: bool = True,
+        log_file: Path | None = None,
     ) -> None:
         env = os.environ if environ is None else environ
         self.parameters = dict(LOCAL_PARAMETERS)
@@ -325,6 +327,7 @@ class LocalStack:
         self.api_keys.update(api_keys or {})
         self.server_port = server_port
         self.feed_queue = feed_queue
+        self.log_file = log_file
         self.visibility_timeout = visibility_timeout or int(
             env.get("JOBRELAY_VISIBILITY_TIMEOUT", LOCAL_VISIBILITY_TIMEOUT)
         )
@@ -369,6 +372,8 @@ class LocalStack:
         self._closers.append(server.stop)
         self.endpoint_url = f"http://127.0.0.1:{self.server_port}"
         os.environ["AWS_ENDPOINT_URL"] = self.endpoint_url
+        # moto's Step Functions calls Lambda back at localhost:$MOTO_PORT (default 5000).
+        os.environ["MOTO_PORT"] = str(self.server_port)
 
     def _start_emulators(self) -> None:
         from jobrelay_local.emulators import start_all
@@ -401,6 +406,8 @@ class LocalStack:
         stack = self.require_stack()
         apply_environment(stack)
         wiring.reset()
+        if self.log_file is not None:
+            self._send_logs_to(self.log_file)
         self.handlers = {spec.function_name: load_handler(spec) for spec in stack.functions.values()}
         routing = route_lambda_invokes(self.handlers)
         routing.__enter__()
@@ -420,6 +427,21 @@ class LocalStack:
         if self.feed_queue:
             self.source.start()
             self._closers.append(self.source.stop)
+
+    def _send_logs_to(self, path: Path) -> None:
+        """Write the functions' JSON log lines to a file instead of stdout (CLI, tests)."""
+        from jobrelay.observability import logger
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        stream = path.open("a", encoding="utf-8")
+        handler = logger.registered_handler
+        previous = handler.setStream(stream)  # type: ignore[attr-defined]
+
+        def restore() -> None:
+            handler.setStream(previous)  # type: ignore[attr-defined]
+            stream.close()
+
+        self._closers.append(restore)
 
     def stop(self) -> None:
         while self._closers:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import threading
 
 from . import EMULATORS, start_all, stop_all
@@ -41,8 +42,11 @@ def main(argv: list[str] | None = None) -> None:
     else:
         for name, url in urls.items():
             print(f"{name:9} {url}   (admin: {url}/_admin/jobs)", flush=True)
+    stopping = threading.Event()
+    # A supervisor (the local stack, CI) stops us with SIGTERM; people press Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     try:
-        threading.Event().wait()
+        stopping.wait()
     except KeyboardInterrupt:
         pass
     finally:

@@ -97,7 +97,8 @@ def check_behaviour_fields(changes: Mapping[str, Any]) -> None:
     for name, value in changes.items():
         if name not in hints:
             raise AdminError(f"unknown behaviour field {name!r}; known: {sorted(hints)}")
-        if not _value_fits(value, hints[name]):
+        fraction_too_big = name == "final_fraction" and value is not None and value > 1
+        if not _value_fits(value, hints[name]) or fraction_too_big:
             raise AdminError(f"behaviour field {name!r} cannot be {value!r}")
 
 
@@ -151,6 +152,15 @@ class Fault:
             raise AdminError(f"unknown fault action {self.action!r}")
         if isinstance(self.status, int):
             self.status = [self.status]
+        known_codes = set(HTTPStatus)
+        if not isinstance(self.status, list) or not all(c in known_codes for c in self.status):
+            raise AdminError(f"fault status must be HTTP status codes, not {self.status!r}")
+        numbers = {"skip": self.skip, "delay": self.delay, "count": self.count or 0}
+        for name, number in numbers.items():
+            if isinstance(number, bool) or not isinstance(number, int | float) or number < 0:
+                raise AdminError(f"fault {name} must be a number >= 0, not {number!r}")
+        if not isinstance(self.after, bool) or not isinstance(self.method, str):
+            raise AdminError("fault after must be a boolean and method a string")
         if self.action == "status" and not self.status:
             raise AdminError("a status fault needs at least one status code")
         if self.retry_after is not None:

@@ -59,11 +59,13 @@ class _Errors:
             self.add("uuid_type", loc, "UUID input should be a string, bytes or UUID object", value)
             return None
         try:
-            return str(uuid.UUID(value))
+            uuid.UUID(value)
         except ValueError:
             msg = "Input should be a valid UUID, invalid character: expected an optional prefix"
             self.add("uuid_parsing", loc, msg, value)
             return None
+        # Kept as sent, so ids match what tests configured with `configure_target`.
+        return value
 
     def string(self, value: Any, loc: list[str | int], *, optional: bool) -> str | None:
         if value is None and optional:

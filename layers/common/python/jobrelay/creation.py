@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
@@ -32,11 +31,10 @@ from jobrelay.models import (
     ProviderName,
     TrackerState,
 )
+from jobrelay.observability import logger
 from jobrelay.ports import DeadLetterQueue, JobLedger, OutcomePublisher, TrackerStarter
 from jobrelay.providers import CreatedJob, Provider
 from jobrelay.settings import Settings
-
-logger = Logger(child=True)
 
 # How far before the first create attempt a reconciled job may have been created (clock skew
 # between us and the provider).

@@ -6,14 +6,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from aws_lambda_powertools import Logger
 from pydantic import BaseModel
 
 from jobrelay.events import outcome_event
 from jobrelay.models import TrackerState
+from jobrelay.observability import logger
 from jobrelay.ports import OutcomePublisher
-
-logger = Logger(child=True)
 
 
 class PublishResult(BaseModel):

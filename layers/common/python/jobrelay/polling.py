@@ -8,13 +8,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from aws_lambda_powertools import Logger
-
 from jobrelay.errors import JobNotFound, ProviderProtocolError, ProviderUnavailable
 from jobrelay.models import ErrorInfo, JobRef, JobStatus, PollResult, ProviderName, TrackerState
+from jobrelay.observability import logger
 from jobrelay.providers import Provider
-
-logger = Logger(child=True)
 
 
 def next_poll_seconds(job: JobRef, now: datetime) -> int:

@@ -76,12 +76,20 @@ class Provider(ABC):
     def auth_headers(self, *, refresh: bool = False) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.key.value(refresh=refresh)}"}
 
-    def send(self, method: str, path: str, *, idempotent: bool, **kwargs: Any) -> httpx.Response:
+    def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        idempotent: bool,
+        extra_headers: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
         return self.http.request(
             method,
             self.base_url + path,
             idempotent=idempotent,
-            headers={**self.auth_headers(), "Accept": "application/json"},
+            headers={**self.auth_headers(), "Accept": "application/json", **(extra_headers or {})},
             on_unauthorized=lambda: self.auth_headers(refresh=True),
             **kwargs,
         )

@@ -8,7 +8,6 @@ import time
 from typing import Any
 
 import httpx
-from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from jobrelay.errors import (
@@ -18,10 +17,9 @@ from jobrelay.errors import (
     ProviderUnavailable,
 )
 from jobrelay.models import ErrorInfo, JobRef, JobStatus, MatatikaParams, StatusReport
+from jobrelay.observability import logger
 from jobrelay.providers.base import REJECTING_STATUS, CreatedJob, Provider, segment
 from jobrelay.providers.http import json_or_none
-
-logger = Logger(child=True)
 
 STATUS_MAP: dict[str, JobStatus] = {
     "QUEUED": JobStatus.QUEUED,
@@ -171,7 +169,13 @@ class MatatikaProvider(Provider):
         )
 
     def get_status(self, job: JobRef) -> StatusReport:
-        response = self.send("GET", f"/api/jobs/{segment(job.remote_job_id)}", idempotent=True)
+        response = self.send(
+            "GET",
+            f"/api/jobs/{segment(job.remote_job_id)}",
+            idempotent=True,
+            # Without it taskName, exitMessage and errorMessage are always null (seed 003).
+            extra_headers={"enable-task-details": "true"},
+        )
         self.ensure_found(response, job)
         if response.status_code != 200:
             raise self.unexpected(response)

@@ -5,15 +5,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from jobrelay.errors import FieldProblem, ProviderProtocolError
 from jobrelay.models import ErrorInfo, JobRef, JobStatus, PixxelParams, StatusReport
+from jobrelay.observability import logger
 from jobrelay.providers.base import REJECTING_STATUS, CreatedJob, Provider, segment
 from jobrelay.providers.http import json_or_none
-
-logger = Logger(child=True)
 
 STATUS_MAP: dict[str, JobStatus] = {
     "completed": JobStatus.SUCCEEDED,

@@ -1,0 +1,28 @@
+"""The demo: the sample requests in `events/requests/`, with the emulator behaviour that makes
+each one end the way its `metadata.demo_expect` says."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jobrelay_local.stack import PROJECT_ROOT
+
+DEMO_REQUESTS_DIR = PROJECT_ROOT / "events" / "requests"
+
+# provider -> target (pipeline / workflow) -> emulator behaviour
+DEMO_TARGETS: dict[str, dict[str, dict[str, Any]]] = {
+    "deepset": {"7d7b2a3c-1e2f-4a5b-8c9d-0e1f2a3b4c5d": {"queued": 1.0, "duration": 6.0}},
+    "pixxel": {
+        "wf-ndvi-weekly": {"queued": 0.5, "duration": 8.0},
+        "wf-demo-fails": {"queued": 0.5, "duration": 4.0, "outcome": "failure"},
+    },
+    "matatika": {
+        "pl-hubspot-to-warehouse": {"queued": 1.0, "duration": 5.0},
+        "pl-demo-slow": {"queued": 0.5, "duration": 600.0},
+    },
+}
+
+
+def expected_type(request: dict[str, Any]) -> str | None:
+    expect = (request.get("metadata") or {}).get("demo_expect")
+    return f"jobrelay.job.{expect}" if isinstance(expect, str) else None
