@@ -32,7 +32,9 @@ STATE_FILE = STATE_DIR / "stack.json"
 EVENTS_FILE = STATE_DIR / "events.jsonl"
 
 Files = Annotated[list[Path], typer.Argument(help="JSON files: a request object or an array.")]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print each outcome event as one JSON line.")]
+JsonFlag = Annotated[
+    bool, typer.Option("--json", help="Print each outcome event as one JSON line.")
+]
 
 
 def _load(files: list[Path]) -> list[dict[str, Any] | str]:
@@ -62,7 +64,12 @@ def _summary(event: dict[str, Any]) -> str:
 def _print_outcomes(events: list[dict[str, Any]], raw: dict[str, str], as_json: bool) -> None:
     for event in events:
         if as_json:
-            out.print(raw.get(event["id"], json.dumps(event)), markup=False, highlight=False, soft_wrap=True)
+            out.print(
+                raw.get(event["id"], json.dumps(event)),
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
         else:
             out.print(_summary(event), markup=False, highlight=False, soft_wrap=True)
 
@@ -156,9 +163,15 @@ def _read_events_file() -> tuple[list[dict[str, Any]], dict[str, str]]:
 @app.command()
 def submit(
     files: Files,
-    endpoint: Annotated[str | None, typer.Option(help="AWS endpoint (default: jobrelay up's, else AWS).")] = None,
-    stack_name: Annotated[str, typer.Option("--stack", help="Stack whose queue to use.")] = "jobrelay",
-    wait: Annotated[bool, typer.Option(help="Wait for each request's outcome (local stack).")] = False,
+    endpoint: Annotated[
+        str | None, typer.Option(help="AWS endpoint (default: jobrelay up's, else AWS).")
+    ] = None,
+    stack_name: Annotated[
+        str, typer.Option("--stack", help="Stack whose queue to use.")
+    ] = "jobrelay",
+    wait: Annotated[
+        bool, typer.Option(help="Wait for each request's outcome (local stack).")
+    ] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait.")] = 300,
     as_json: JsonFlag = False,
 ) -> None:
@@ -193,7 +206,9 @@ def submit(
 
 @app.command()
 def events(
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new events.")] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new events.")
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Show the outcome events a local stack (jobrelay up) has published."""
@@ -237,7 +252,9 @@ def _run(
             ids.append(request_id_of(request) or message_id)
         console.print(f"submitted {len(ids)} request(s); waiting for outcomes…")
         if live:
-            with Live(_progress_table(local, ids, {}), console=console, refresh_per_second=4) as view:
+            with Live(
+                _progress_table(local, ids, {}), console=console, refresh_per_second=4
+            ) as view:
                 outcomes, open_ids = local.wait_for_outcomes(
                     ids,
                     timeout=timeout,
@@ -326,7 +343,9 @@ def demo(
     started = time.monotonic()
     files = sorted(DEMO_REQUESTS_DIR.glob("*.json"))
     requests = _load(files)
-    outcomes, open_ids = _run(requests, timeout=timeout, as_json=False, targets=DEMO_TARGETS, live=True)
+    outcomes, open_ids = _run(
+        requests, timeout=timeout, as_json=False, targets=DEMO_TARGETS, live=True
+    )
     wrong = []
     for request in requests:
         if not isinstance(request, dict):

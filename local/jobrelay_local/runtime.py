@@ -16,12 +16,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
 import boto3
+from moto.core.config import DefaultConfig
 
 from jobrelay_local.stack import (
     DeployedStack,
@@ -35,7 +36,7 @@ from jobrelay_local.stack import (
     route_lambda_invokes,
 )
 
-MOTO_CONFIG: dict[str, Any] = {
+MOTO_CONFIG: DefaultConfig = {
     "stepfunctions": {"execute_state_machine": True},
     "lambda": {"use_docker": False},
 }
@@ -211,8 +212,7 @@ class SqsEventSource:
 
     def _record(self, message: Mapping[str, Any]) -> dict[str, Any]:
         attributes = {
-            key[0].lower() + key[1:]: value
-            for key, value in message.get("Attributes", {}).items()
+            key[0].lower() + key[1:]: value for key, value in message.get("Attributes", {}).items()
         }
         message_attributes = {
             name: {
@@ -332,7 +332,7 @@ class LocalStack:
             env.get("JOBRELAY_VISIBILITY_TIMEOUT", LOCAL_VISIBILITY_TIMEOUT)
         )
         self.emulators: dict[str, Any] = {}
-        self._closers: list[Callable[[], None]] = []
+        self._exit = ExitStack()
         self.stack: DeployedStack | None = None
         self.source: SqsEventSource | None = None
         self.sink: EventSink | None = None
@@ -353,23 +353,21 @@ class LocalStack:
         return self
 
     def _start_aws(self) -> None:
-        atomic = atomic_dynamodb_writes()
-        atomic.__enter__()
-        self._closers.append(lambda: atomic.__exit__(None, None, None))
+        self._exit.enter_context(atomic_dynamodb_writes())
         if self.server_port is None:
             from moto import mock_aws
 
-            mock = mock_aws(config=MOTO_CONFIG)  # type: ignore[arg-type]
+            mock = mock_aws(config=MOTO_CONFIG)
             mock.start()
-            self._closers.append(mock.stop)
+            self._exit.callback(mock.stop)
             return
         from moto.core.config import default_user_config
         from moto.server import ThreadedMotoServer
 
-        default_user_config.update(MOTO_CONFIG)  # type: ignore[arg-type]
+        default_user_config.update(MOTO_CONFIG)
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.server_port)
         server.start()
-        self._closers.append(server.stop)
+        self._exit.callback(server.stop)
         self.endpoint_url = f"http://127.0.0.1:{self.server_port}"
         os.environ["AWS_ENDPOINT_URL"] = self.endpoint_url
         # moto's Step Functions calls Lambda back at localhost:$MOTO_PORT (default 5000).
@@ -386,7 +384,7 @@ class LocalStack:
             self.api_keys.setdefault(name, keys_key)
         servers = start_all(api_keys=keys)
         for name, server in servers.items():
-            self._closers.append(server.stop)
+            self._exit.callback(server.stop)
             if name in missing:
                 self.emulators[name] = server
                 self.provider_urls[name] = server.url
@@ -408,10 +406,10 @@ class LocalStack:
         wiring.reset()
         if self.log_file is not None:
             self._send_logs_to(self.log_file)
-        self.handlers = {spec.function_name: load_handler(spec) for spec in stack.functions.values()}
-        routing = route_lambda_invokes(self.handlers)
-        routing.__enter__()
-        self._closers.append(lambda: routing.__exit__(None, None, None))
+        self.handlers = {
+            spec.function_name: load_handler(spec) for spec in stack.functions.values()
+        }
+        self._exit.enter_context(route_lambda_invokes(self.handlers))
         self.sink = EventSink(stack.topic_arn)
         create = stack.function("CreateJobFunction")
         trigger = create.sqs_trigger
@@ -426,7 +424,7 @@ class LocalStack:
         )
         if self.feed_queue:
             self.source.start()
-            self._closers.append(self.source.stop)
+            self._exit.callback(self.source.stop)
 
     def _send_logs_to(self, path: Path) -> None:
         """Write the functions' JSON log lines to a file instead of stdout (CLI, tests)."""
@@ -441,15 +439,11 @@ class LocalStack:
             handler.setStream(previous)  # type: ignore[attr-defined]
             stream.close()
 
-        self._closers.append(restore)
+        self._exit.callback(restore)
 
     def stop(self) -> None:
-        while self._closers:
-            closer = self._closers.pop()
-            try:
-                closer()
-            except Exception:  # noqa: S112 - stopping must go on through every part
-                continue
+        """Stop every part, in reverse order of starting (safe to call twice)."""
+        self._exit.close()
 
     def __enter__(self) -> Self:
         return self.start()

@@ -10,7 +10,6 @@ from typing import Any
 
 import boto3
 import pytest
-
 from jobrelay_local.runtime import LocalStack
 
 WS = "0b6e2c1e-5f1a-4c1e-9a47-1d2b3c4d5e6f"
@@ -37,7 +36,9 @@ def pixxel_request(request_id: str, workflow_id: str = "wf-1") -> dict[str, Any]
     }
 
 
-def matatika_request(request_id: str, pipeline_id: str = "pipe-1", **tracking: int) -> dict[str, Any]:
+def matatika_request(
+    request_id: str, pipeline_id: str = "pipe-1", **tracking: int
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "request_id": request_id,
         "provider": "matatika",
@@ -80,7 +81,9 @@ class Harness:
         failed = {f["itemIdentifier"] for f in result["batchItemFailures"]}
         for message in messages:
             if message["MessageId"] not in failed:
-                self.sqs.delete_message(QueueUrl=self.stack.queue_url, ReceiptHandle=message["ReceiptHandle"])
+                self.sqs.delete_message(
+                    QueueUrl=self.stack.queue_url, ReceiptHandle=message["ReceiptHandle"]
+                )
         return {"result": result, "messages": messages}
 
     def deliver_all(self, rounds: int = 10) -> None:
@@ -104,7 +107,7 @@ class Harness:
     def events_for(self, request_id: str) -> list[dict[str, Any]]:
         return [e for e in self.events() if e["data"]["request_id"] == request_id]
 
-    def executions(self) -> list[dict[str, Any]]:
+    def executions(self) -> list[Any]:
         return self.sfn.list_executions(stateMachineArn=self.stack.state_machine_arn)["executions"]
 
     def wait_outcome(self, request_id: str, timeout: float = 60) -> dict[str, Any]:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from jobrelay_local.emulators import Fault
+
 from tests.integration.conftest import (
     Harness,
     body_of,
@@ -100,10 +100,16 @@ def test_create_recorded_before_tracker_start_is_not_repeated(harness: Harness, 
     ("request_body", "provider", "code"),
     [
         (pixxel_request("pix-invalid", workflow_id="wf-invalid"), "pixxel", "PROVIDER_REJECTED"),
-        (matatika_request("mat-missing", pipeline_id="no-such-pipeline"), "matatika", "PROVIDER_REJECTED"),
+        (
+            matatika_request("mat-missing", pipeline_id="no-such-pipeline"),
+            "matatika",
+            "PROVIDER_REJECTED",
+        ),
     ],
 )
-def test_provider_refusal_is_rejected_and_dead_lettered(harness: Harness, request_body, provider, code):
+def test_provider_refusal_is_rejected_and_dead_lettered(
+    harness: Harness, request_body, provider, code
+):
     emulator = harness.emulators[provider]
     target = request_body["params"].get("workflow_id") or request_body["params"]["pipeline_id"]
     if provider == "pixxel":

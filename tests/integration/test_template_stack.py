@@ -73,7 +73,7 @@ def wait_for_execution(execution_arn: str, timeout: float = 30.0) -> dict[str, A
     sfn = boto3.client("stepfunctions", region_name=REGION)
     deadline = time.monotonic() + timeout
     while True:
-        described: dict[str, Any] = sfn.describe_execution(executionArn=execution_arn)
+        described: Any = sfn.describe_execution(executionArn=execution_arn)
         if described["status"] != "RUNNING":
             return described
         if time.monotonic() > deadline:

@@ -4,14 +4,17 @@ the deadline, for each provider."""
 
 from __future__ import annotations
 
-import pytest
+from collections.abc import Callable
+from typing import Any
 
+import pytest
 from jobrelay_local.emulators import Fault
+
 from tests.integration.conftest import Harness, deepset_request, matatika_request, pixxel_request
 
 pytestmark = pytest.mark.integration
 
-REQUESTS = {
+REQUESTS: dict[str, Callable[[str], dict[str, Any]]] = {
     "deepset": deepset_request,
     "pixxel": pixxel_request,
     "matatika": matatika_request,
@@ -37,7 +40,8 @@ def test_job_that_succeeds_ends_in_one_succeeded_event(harness: Harness, provide
     assert event["type"] == "jobrelay.job.succeeded"
     data = event["data"]
     assert data["status"] == "SUCCEEDED"
-    assert data["remote_job_id"] and event["subject"] == f"{provider}/{data['remote_job_id']}"
+    assert data["remote_job_id"]
+    assert event["subject"] == f"{provider}/{data['remote_job_id']}"
     assert data["details"]["polls"] >= 1
     if provider == "pixxel":
         assert "cost" in data["details"]

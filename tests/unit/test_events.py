@@ -6,7 +6,6 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from cloudevents.core.formats.json import JSONFormat
-
 from jobrelay.errors import FieldProblem
 from jobrelay.events import (
     event_id,
@@ -64,7 +63,8 @@ def test_timed_out_event_says_deadline_and_remote_cancel():
         state(JobStatus.TIMED_OUT, cancelled_remotely=True, deadline_passed=True), source="s"
     )
     assert event.type == "jobrelay.job.timed_out"
-    assert event.data.error is not None and event.data.error.code == "DEADLINE_EXCEEDED"
+    assert event.data.error is not None
+    assert event.data.error.code == "DEADLINE_EXCEEDED"
     assert event.data.details["cancelled_remotely"] is True
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import httpx
 import pytest
-
 from jobrelay.errors import ProviderUnavailable
 from jobrelay.providers.http import ProviderHttp, RetryPolicy, retry_after_seconds
 
@@ -12,7 +11,9 @@ from jobrelay.providers.http import ProviderHttp, RetryPolicy, retry_after_secon
 def http_with(handler, attempts=3):
     sleeps: list[float] = []
     client = httpx.Client(transport=httpx.MockTransport(handler))
-    return ProviderHttp(client, provider="x", retry=RetryPolicy(attempts, sleep=sleeps.append)), sleeps
+    return ProviderHttp(
+        client, provider="x", retry=RetryPolicy(attempts, sleep=sleeps.append)
+    ), sleeps
 
 
 def sequence(*responses):
@@ -73,7 +74,9 @@ def test_create_read_timeout_is_ambiguous_and_not_repeated():
 
 
 def test_connect_errors_are_retried_even_for_creates_and_are_not_ambiguous():
-    handler = sequence(httpx.ConnectError("refused"), httpx.ConnectError("refused"), httpx.Response(201))
+    handler = sequence(
+        httpx.ConnectError("refused"), httpx.ConnectError("refused"), httpx.Response(201)
+    )
     http, _ = http_with(handler)
     assert http.request("POST", "https://p/x", idempotent=False).status_code == 201
     handler = sequence(*[httpx.ConnectError("refused")] * 3)

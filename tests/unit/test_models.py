@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from jobrelay.creation import parse_request, request_key
 from jobrelay.errors import RequestInvalid
 from jobrelay.models import (
@@ -65,16 +64,21 @@ def test_deepset_defaults_match_the_provider():
         (deepset(workspace_id="../../admin"), "params.workspace_id"),
         (deepset(queries=[{"text": "no query field"}]), "params.queries.0.query"),
         (deepset(queries=None), "params"),
-        ({"provider": "pixxel", "params": {"workflow_id": "../x", "project_id": "p"}},
-         "params.workflow_id"),
-        ({"provider": "pixxel", "params": {"workflow_id": "a/b", "project_id": "p"}},
-         "params.workflow_id"),
+        (
+            {"provider": "pixxel", "params": {"workflow_id": "../x", "project_id": "p"}},
+            "params.workflow_id",
+        ),
+        (
+            {"provider": "pixxel", "params": {"workflow_id": "a/b", "project_id": "p"}},
+            "params.workflow_id",
+        ),
         ({"provider": "pixxel", "params": {"workflow_id": "w"}}, "params.project_id"),
-        ({"provider": "matatika", "params": {"pipeline_id": "p?x=1"}},
-         "params.pipeline_id"),
+        ({"provider": "matatika", "params": {"pipeline_id": "p?x=1"}}, "params.pipeline_id"),
         ({"provider": "matatika", "params": {"pipeline_id": ""}}, "params.pipeline_id"),
-        ({"provider": "matatika", "params": {"pipeline_id": "p", "api_key": "k"}},
-         "params.api_key"),
+        (
+            {"provider": "matatika", "params": {"pipeline_id": "p", "api_key": "k"}},
+            "params.api_key",
+        ),
         ({"provider": "nope", "params": {}}, "provider"),
         ({"params": {}}, "provider"),
         ({**deepset(), "tracking": {"deadline_seconds": 4}}, "tracking.deadline_seconds"),

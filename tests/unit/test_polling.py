@@ -54,7 +54,8 @@ def running() -> StatusReport:
 def test_running_job_waits_the_interval():
     result = poller(ScriptedProvider(running()), T0 + timedelta(minutes=1)).poll(tracker())
     assert result.poll.status is JobStatus.RUNNING
-    assert not result.poll.terminal and not result.poll.deadline_passed
+    assert not result.poll.terminal
+    assert not result.poll.deadline_passed
     assert result.poll.next_poll_seconds == 30
     assert result.poll.polls == 3
 
@@ -68,18 +69,22 @@ def test_wait_never_passes_the_deadline():
 def test_terminal_status_ends_tracking():
     done = StatusReport(status=JobStatus.SUCCEEDED, raw_status="COMPLETE")
     result = poller(ScriptedProvider(done), T0).poll(tracker())
-    assert result.poll.terminal and result.poll.next_poll_seconds == 0
+    assert result.poll.terminal
+    assert result.poll.next_poll_seconds == 0
 
 
 def test_deadline_passed_is_flagged_for_the_cancel_step():
     result = poller(ScriptedProvider(running()), T0 + timedelta(hours=1)).poll(tracker())
-    assert result.poll.deadline_passed and not result.poll.terminal
+    assert result.poll.deadline_passed
+    assert not result.poll.terminal
 
 
 def test_vanished_job_ends_failed():
     result = poller(ScriptedProvider(JobNotFound("gone")), T0).poll(tracker())
-    assert result.poll.status is JobStatus.FAILED and result.poll.terminal
-    assert result.poll.error is not None and result.poll.error.code == "JOB_NOT_FOUND"
+    assert result.poll.status is JobStatus.FAILED
+    assert result.poll.terminal
+    assert result.poll.error is not None
+    assert result.poll.error.code == "JOB_NOT_FOUND"
 
 
 def test_cancel_stops_the_job_and_ends_timed_out():
@@ -87,7 +92,8 @@ def test_cancel_stops_the_job_and_ends_timed_out():
     result = poller(provider, T0 + timedelta(hours=1)).cancel(tracker())
     assert provider.cancelled == ["mj"]
     assert result.poll.status is JobStatus.TIMED_OUT
-    assert result.poll.terminal and result.poll.cancelled_remotely is True
+    assert result.poll.terminal
+    assert result.poll.cancelled_remotely is True
 
 
 def test_cancel_reports_the_jobs_own_end_when_it_just_finished():
@@ -101,12 +107,12 @@ def test_cancel_where_the_provider_cannot_only_stops_tracking():
     provider = ScriptedProvider(running(), can_cancel=False)
     result = poller(provider, T0 + timedelta(hours=1)).cancel(tracker())
     assert provider.cancelled == []
-    assert result.poll.status is JobStatus.TIMED_OUT and result.poll.cancelled_remotely is False
+    assert result.poll.status is JobStatus.TIMED_OUT
+    assert result.poll.cancelled_remotely is False
 
 
 def test_provider_outage_before_the_deadline_is_raised_for_the_retry():
     import pytest
-
     from jobrelay.errors import ProviderUnavailable
 
     with pytest.raises(ProviderUnavailable):
@@ -118,7 +124,9 @@ def test_provider_outage_past_the_deadline_goes_to_the_cancel_step():
 
     down = ScriptedProvider(ProviderUnavailable("down"), ProviderUnavailable("down"))
     result = poller(down, T0 + timedelta(hours=2)).poll(tracker())
-    assert result.poll.deadline_passed and not result.poll.terminal
-    assert result.poll.error is not None and result.poll.error.code == "PROVIDER_UNAVAILABLE"
+    assert result.poll.deadline_passed
+    assert not result.poll.terminal
+    assert result.poll.error is not None
+    assert result.poll.error.code == "PROVIDER_UNAVAILABLE"
     ended = poller(down, T0 + timedelta(hours=2)).cancel(result)
     assert ended.poll.status is JobStatus.TIMED_OUT

@@ -6,7 +6,6 @@ import json
 
 import httpx
 import pytest
-
 from jobrelay.errors import (
     ConfigurationError,
     JobNotFound,
@@ -16,6 +15,7 @@ from jobrelay.errors import (
 )
 from jobrelay.models import DeepsetParams, JobStatus, MatatikaParams, PixxelParams
 from jobrelay.providers import deepset, matatika, pixxel
+
 from tests.unit.conftest import job_ref
 
 WS = "0b6e2c1e-5f1a-4c1e-9a47-1d2b3c4d5e6f"
@@ -52,7 +52,12 @@ def test_deepset_ended_with_a_shortfall_reports_it():
 
 @pytest.mark.parametrize(
     ("raw", "status"),
-    [("running", "RUNNING"), ("completed", "SUCCEEDED"), ("failed", "FAILED"), ("paused", "RUNNING")],
+    [
+        ("running", "RUNNING"),
+        ("completed", "SUCCEEDED"),
+        ("failed", "FAILED"),
+        ("paused", "RUNNING"),
+    ],
 )
 def test_pixxel_status_mapping_keeps_unknown_values_running(raw, status):
     report = pixxel.map_status(pixxel.PixxelJob(id="j", status=raw, progress="45%"))
@@ -69,7 +74,12 @@ def test_pixxel_failure_names_the_failed_tasks_and_reports_cost():
             "cost": 12,
             "tasks": [
                 {"name": "ingest", "status": "completed"},
-                {"name": "ndvi", "status": "failed", "err_msg": "band missing", "failure_type": "USER"},
+                {
+                    "name": "ndvi",
+                    "status": "failed",
+                    "err_msg": "band missing",
+                    "failure_type": "USER",
+                },
             ],
         }
     )
@@ -78,7 +88,8 @@ def test_pixxel_failure_names_the_failed_tasks_and_reports_cost():
     assert report.details["failed_tasks"] == [
         {"name": "ndvi", "err_msg": "band missing", "failure_type": "USER"}
     ]
-    assert report.error is not None and "band missing" in report.error.message
+    assert report.error is not None
+    assert "band missing" in report.error.message
 
 
 @pytest.mark.parametrize(
@@ -128,7 +139,11 @@ def test_deepset_create_posts_the_documented_body(make_provider):
 
 
 def test_deepset_422_becomes_field_level_rejection(make_provider):
-    detail = {"detail": [{"loc": ["body", "pipeline_id"], "msg": "pipeline not found", "type": "value_error"}]}
+    detail = {
+        "detail": [
+            {"loc": ["body", "pipeline_id"], "msg": "pipeline not found", "type": "value_error"}
+        ]
+    }
     provider, _ = make_provider("deepset", lambda r: httpx.Response(422, json=detail))
     with pytest.raises(ProviderRejected) as caught:
         provider.create(DEEPSET_PARAMS)
@@ -140,7 +155,8 @@ def test_deepset_422_becomes_field_level_rejection(make_provider):
 
 def test_deepset_dry_run_validates_without_creating(make_provider):
     provider, recorder = make_provider(
-        "deepset", lambda r: httpx.Response(201, json={"job_id": "x", "status": "CREATED", "name": "eval"})
+        "deepset",
+        lambda r: httpx.Response(201, json={"job_id": "x", "status": "CREATED", "name": "eval"}),
     )
     details = provider.validate(DEEPSET_PARAMS)
     assert recorder.requests[0].url.params["dry_run"] == "true"
@@ -186,7 +202,8 @@ def test_remote_ids_are_path_encoded(make_provider):
 # ------------------------------------------------------------------ pixxel adapter
 def test_pixxel_create_sends_raw_key_and_project_id(make_provider):
     provider, recorder = make_provider(
-        "pixxel", lambda r: httpx.Response(200, json={"id": "pj-1", "status": "running", "val_errors": []})
+        "pixxel",
+        lambda r: httpx.Response(200, json={"id": "pj-1", "status": "running", "val_errors": []}),
     )
     created = provider.create(PixxelParams(workflow_id="wf-1", project_id="proj-1"))
     sent = recorder.requests[0]
@@ -202,7 +219,15 @@ def test_pixxel_val_errors_on_create_reject_the_request(make_provider):
     body = {
         "id": "pj-2",
         "status": "failed",
-        "val_errors": [{"from": "a", "to": "b", "err": "E1", "reason": "bands mismatch", "component_name": "ndvi"}],
+        "val_errors": [
+            {
+                "from": "a",
+                "to": "b",
+                "err": "E1",
+                "reason": "bands mismatch",
+                "component_name": "ndvi",
+            }
+        ],
     }
     provider, _ = make_provider("pixxel", lambda r: httpx.Response(200, json=body))
     with pytest.raises(ProviderRejected) as caught:
@@ -255,12 +280,15 @@ def test_matatika_failure_attaches_the_log_tail(make_provider):
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/logs"):
             return httpx.Response(200, text="\n".join(f"line {i}" for i in range(50)))
-        return httpx.Response(200, json={"id": "mj", "status": "ERROR", "errorMessage": "tap failed"})
+        return httpx.Response(
+            200, json={"id": "mj", "status": "ERROR", "errorMessage": "tap failed"}
+        )
 
     provider, _ = make_provider("matatika", handler)
     report = provider.get_status(job_ref("matatika", "mj"))
     assert report.status is JobStatus.FAILED
-    assert report.error is not None and report.error.message == "tap failed"
+    assert report.error is not None
+    assert report.error.message == "tap failed"
     assert report.details["log_tail"][-1] == "line 49"
     assert len(report.details["log_tail"]) == matatika.LOG_TAIL_LINES
 
@@ -271,7 +299,10 @@ def test_matatika_cancel_stops_a_running_job_and_deletes_a_queued_one(make_provi
 
     provider, recorder = make_provider("matatika", running)
     assert provider.cancel(job_ref("matatika", "mj")) is True
-    assert (recorder.requests[0].method, recorder.requests[0].url.path) == ("PUT", "/api/jobs/mj/stopped")
+    assert (recorder.requests[0].method, recorder.requests[0].url.path) == (
+        "PUT",
+        "/api/jobs/mj/stopped",
+    )
 
     def queued(request: httpx.Request) -> httpx.Response:
         if request.method == "PUT":
@@ -296,7 +327,11 @@ def test_matatika_oauth_client_credentials_are_exchanged_and_cached(make_provide
         return httpx.Response(200, json={"id": "mj", "status": "RUNNING"})
 
     secret = json.dumps(
-        {"client_id": "cid", "client_secret": "cs", "token_url": "https://identity.test/oauth/token"}
+        {
+            "client_id": "cid",
+            "client_secret": "cs",
+            "token_url": "https://identity.test/oauth/token",
+        }
     )
     provider, recorder = make_provider("matatika", handler, key=secret)
     provider.get_status(job_ref("matatika", "a"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from jobrelay.errors import ConfigurationError
 from jobrelay.settings import settings_from_env
 

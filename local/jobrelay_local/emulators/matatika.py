@@ -188,7 +188,7 @@ class MatatikaEmulator(EmulatorServer):
         try:
             sequence = int(raw_sequence)
         except ValueError:
-            message = f"Failed to convert value of type 'java.lang.String' to required type 'int'; For input string: \"{raw_sequence}\""  # noqa: E501
+            message = f"Failed to convert value of type 'java.lang.String' to required type 'int'; For input string: \"{raw_sequence}\""
             return self.error(HTTPStatus.BAD_REQUEST, message, request)
         lines = [line for line in _log_lines(job, job.state(self.now())) if line[0] > sequence]
         if not lines:
