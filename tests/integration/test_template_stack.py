@@ -407,3 +407,13 @@ def test_unrouted_function_fails_like_a_missing_handler(stack: DeployedStack) ->
         )
     assert response["FunctionError"] == "Unhandled"
     assert json.loads(response["Payload"].read())["errorType"] == "Runtime.HandlerNotFound"
+
+
+def test_each_function_environment_holds_what_its_handler_requires(stack: DeployedStack) -> None:
+    """Each function runs alone on AWS: its own environment must carry its settings."""
+    from jobrelay.settings import settings_from_env
+    from jobrelay.wiring import REQUIRED_SETTINGS
+
+    for logical_id, required in REQUIRED_SETTINGS.items():
+        spec = stack.function(logical_id)
+        settings_from_env(spec.environment).require(*required)

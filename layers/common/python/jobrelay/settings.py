@@ -61,6 +61,13 @@ class Settings(BaseModel):
     secret_max_age_seconds: Annotated[int, Field(ge=0)] = 300
     providers: dict[ProviderName, ProviderSettings] = Field(default_factory=dict)
 
+    def require(self, *names: str) -> Settings:
+        """These settings, or `ConfigurationError` naming each one the environment lacks."""
+        missing = [name for name in names if not getattr(self, name)]
+        if missing:
+            raise ConfigurationError(f"missing settings: {', '.join(sorted(missing))}")
+        return self
+
     def provider(self, name: ProviderName) -> ProviderSettings:
         try:
             return self.providers[name]

@@ -29,6 +29,21 @@ from jobrelay.polling import JobPoller
 from jobrelay.providers import Provider, build_provider, http_client
 
 
+# What each handler needs from its environment (checked on its first call, and against the
+# template's per-function environment by the tests).
+REQUIRED_SETTINGS: dict[str, tuple[str, ...]] = {
+    "CreateJobFunction": (
+        "events_topic_arn",
+        "state_machine_arn",
+        "idempotency_table",
+        "dlq_url",
+        "providers",
+    ),
+    "PollJobStatusFunction": ("providers",),
+    "PublishOutcomeFunction": ("events_topic_arn", "idempotency_table"),
+}
+
+
 class ProviderPool:
     """One HTTP client (one connection pool) and one adapter per provider, per invocation."""
 
@@ -99,6 +114,7 @@ def _idempotency(key_path: str) -> tuple[IdempotencyConfig, DynamoDBPersistenceL
 @lru_cache(maxsize=1)
 def create_job_service() -> CreateJobService:
     """CreateJob, idempotent per request: a duplicate delivery returns the first result."""
+    settings.get_settings().require(*REQUIRED_SETTINGS["CreateJobFunction"])
     config, persistence = _idempotency("request_key")
     create_once = idempotent_function(
         data_keyword_argument="message",
@@ -124,6 +140,7 @@ class PublishOutcomeService:
 @lru_cache(maxsize=1)
 def publish_outcome_service() -> PublishOutcomeService:
     """PublishOutcome, idempotent per request: a retried task does not publish twice."""
+    settings.get_settings().require(*REQUIRED_SETTINGS["PublishOutcomeFunction"])
     config, persistence = _idempotency("job.request_id")
     publish_once = idempotent_function(
         data_keyword_argument="state",
@@ -135,6 +152,7 @@ def publish_outcome_service() -> PublishOutcomeService:
 
 
 def job_poller(pool: ProviderPool) -> JobPoller:
+    pool.settings.require(*REQUIRED_SETTINGS["PollJobStatusFunction"])
     return JobPoller(provider_for=pool)
 
 
