@@ -24,8 +24,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console(stderr=True)
-out = Console()
+console = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 
 STATE_DIR = Path(os.environ.get("JOBRELAY_STATE_DIR", ".jobrelay"))
 STATE_FILE = STATE_DIR / "stack.json"
@@ -193,7 +193,9 @@ def submit(
     deadline = time.monotonic() + timeout
     while True:
         events, raw = _read_events_file()
-        done = [e for e in events if e.get("data", {}).get("request_id") in ids]
+        done = list(
+            {e["id"]: e for e in events if e.get("data", {}).get("request_id") in ids}.values()
+        )
         open_ids = set(ids) - {e["data"]["request_id"] for e in done}
         if not open_ids or time.monotonic() > deadline:
             break
@@ -267,7 +269,8 @@ def _run(
         if local.sink is not None:
             for line in local.sink.raw:
                 raw[json.loads(line)["id"]] = line
-        _print_outcomes([outcomes[i] for i in ids if i in outcomes], raw, as_json)
+        unique = list(dict.fromkeys(ids))  # a request sent twice still has one outcome
+        _print_outcomes([outcomes[i] for i in unique if i in outcomes], raw, as_json)
     return outcomes, open_ids
 
 

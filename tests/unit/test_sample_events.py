@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from jobrelay.creation import parse_request
 from jobrelay.errors import RequestInvalid
 from jobrelay.models import TrackerState

@@ -28,7 +28,6 @@ from jobrelay.outcome import OutcomeReporter, PublishResult
 from jobrelay.polling import JobPoller
 from jobrelay.providers import Provider, build_provider, http_client
 
-
 # What each handler needs from its environment (checked on its first call, and against the
 # template's per-function environment by the tests).
 REQUIRED_SETTINGS: dict[str, tuple[str, ...]] = {

@@ -1,0 +1,62 @@
+"""End-to-end fixtures: the `jobrelay` CLI in a subprocess, pointed at emulators that the
+test starts and scripts (through their Python API) in this process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jobrelay_local.emulators import EmulatorServer, start_all, stop_all
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+KEYS = {"deepset": "e2e-deepset-key", "pixxel": "e2e-pixxel-key", "matatika": "e2e-matatika-key"}
+
+
+@pytest.fixture
+def emulators() -> Iterator[dict[str, EmulatorServer]]:
+    servers = start_all(api_keys=KEYS)
+    try:
+        yield servers
+    finally:
+        stop_all(servers)
+
+
+@pytest.fixture
+def cli_env(emulators: dict[str, EmulatorServer], tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT")}
+    for name, server in emulators.items():
+        env[f"JOBRELAY_{name.upper()}_BASE_URL"] = server.url
+        env[f"JOBRELAY_{name.upper()}_API_KEY"] = KEYS[name]
+    env["JOBRELAY_STATE_DIR"] = str(tmp_path / "state")
+    env["JOBRELAY_POLL_INTERVAL_SECONDS"] = "1"
+    env["JOBRELAY_VISIBILITY_TIMEOUT"] = "2"
+    return env
+
+
+def jobrelay(
+    args: list[str], env: dict[str, str], timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 - our own CLI, arguments from the test
+        [sys.executable, "-m", "jobrelay_local.cli", *args],
+        env=env,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def write_requests(path: Path, *requests: dict[str, Any]) -> Path:
+    path.write_text(json.dumps(list(requests)), encoding="utf-8")
+    return path
+
+
+def json_lines(stdout: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]

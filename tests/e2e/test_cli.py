@@ -1,0 +1,188 @@
+"""The `jobrelay` CLI end to end: requests in, one outcome each out, as users run it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cloudevents.core.formats.json import JSONFormat
+from jobrelay_local.emulators import Fault
+
+from tests.e2e.conftest import PROJECT_ROOT, jobrelay, json_lines, write_requests
+
+pytestmark = pytest.mark.e2e
+
+WS = "0b6e2c1e-5f1a-4c1e-9a47-1d2b3c4d5e6f"
+PIPE = "7d7b2a3c-1e2f-4a5b-8c9d-0e1f2a3b4c5d"
+
+
+def deepset(request_id: str) -> dict[str, Any]:
+    return {
+        "request_id": request_id,
+        "provider": "deepset",
+        "params": {
+            "workspace_id": WS,
+            "name": "e2e",
+            "pipeline_id": PIPE,
+            "execution_mode": "PER_FILE",
+            "queries": [{"query": "q"}],
+        },
+    }
+
+
+def pixxel(request_id: str, workflow_id: str = "wf-e2e") -> dict[str, Any]:
+    return {
+        "request_id": request_id,
+        "provider": "pixxel",
+        "params": {"workflow_id": workflow_id, "project_id": "proj"},
+    }
+
+
+def matatika(request_id: str, pipeline_id: str = "pl-e2e", **tracking: int) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "request_id": request_id,
+        "provider": "matatika",
+        "params": {"pipeline_id": pipeline_id},
+    }
+    if tracking:
+        body["tracking"] = tracking
+    return body
+
+
+def fast(emulators, **behaviour):
+    for server in emulators.values():
+        server.configure(queued=0.2, duration=1.0, **behaviour)
+
+
+def by_request(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {e["data"]["request_id"]: e for e in events}
+
+
+def test_run_takes_all_three_providers_to_success(emulators, cli_env, tmp_path):
+    fast(emulators)
+    file = write_requests(
+        tmp_path / "r.json", deepset("e2e-ds"), pixxel("e2e-px"), matatika("e2e-mt")
+    )
+    result = jobrelay(["run", str(file), "--json", "--timeout", "90"], cli_env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    assert len(lines) == 3
+    for line in lines:  # each line is the event exactly as published: valid CloudEvents JSON
+        assert JSONFormat().read(None, line).get_type() == "jobrelay.job.succeeded"
+    assert set(by_request(json_lines(result.stdout))) == {"e2e-ds", "e2e-px", "e2e-mt"}
+
+
+def test_run_reports_a_failure_and_a_rejection(emulators, cli_env, tmp_path):
+    fast(emulators)
+    emulators["pixxel"].configure_target("wf-broken", outcome="failure")
+    bad = {"request_id": "e2e-bad", "provider": "matatika", "params": {"pipeline_id": "../etc"}}
+    file = write_requests(tmp_path / "r.json", pixxel("e2e-fails", "wf-broken"), bad)
+    result = jobrelay(["run", str(file), "--json", "--timeout", "90"], cli_env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    events = by_request(json_lines(result.stdout))
+    assert events["e2e-fails"]["type"] == "jobrelay.job.failed"
+    assert events["e2e-fails"]["data"]["details"]["failed_tasks"]
+    assert events["e2e-bad"]["type"] == "jobrelay.job.rejected"
+    assert events["e2e-bad"]["data"]["error"]["problems"][0]["field"] == "params.pipeline_id"
+    assert emulators["matatika"].creates_received() == 0
+
+
+def test_duplicate_delivery_creates_one_remote_job(emulators, cli_env, tmp_path):
+    fast(emulators)
+    file = write_requests(
+        tmp_path / "r.json", matatika("e2e-dup"), matatika("e2e-dup"), matatika("e2e-dup")
+    )
+    result = jobrelay(["run", str(file), "--json", "--timeout", "90"], cli_env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len(json_lines(result.stdout)) == 1
+    assert emulators["matatika"].creates_received() == 1
+
+
+def test_provider_outage_that_recovers_retries_the_request(emulators, cli_env, tmp_path):
+    fast(emulators)
+    emulators["pixxel"].add_fault(Fault(method="POST", path=r"/jobs$", status=[503, 503]))
+    file = write_requests(tmp_path / "r.json", pixxel("e2e-outage"))
+    result = jobrelay(["run", str(file), "--json", "--timeout", "90"], cli_env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json_lines(result.stdout)[0]["type"] == "jobrelay.job.succeeded"
+    # two refused attempts, then the one that created the job
+    assert emulators["pixxel"].creates_received() == 3
+    assert len(emulators["pixxel"].jobs()) == 1
+
+
+def test_deadline_stops_the_matatika_job(emulators, cli_env, tmp_path):
+    emulators["matatika"].configure(queued=0.2, duration=600)
+    file = write_requests(tmp_path / "r.json", matatika("e2e-late", deadline_seconds=5))
+    result = jobrelay(["run", str(file), "--json", "--timeout", "90"], cli_env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    event = json_lines(result.stdout)[0]
+    assert event["type"] == "jobrelay.job.timed_out"
+    assert event["data"]["details"]["cancelled_remotely"] is True
+    assert emulators["matatika"].jobs()[0]["status"] == "STOPPED"
+
+
+def test_run_timeout_exits_non_zero_naming_open_requests(emulators, cli_env, tmp_path):
+    emulators["pixxel"].configure(queued=0.2, duration=600)
+    file = write_requests(tmp_path / "r.json", pixxel("e2e-slow"))
+    result = jobrelay(["run", str(file), "--timeout", "4"], cli_env)
+    assert result.returncode == 1
+    assert "e2e-slow" in result.stderr
+
+
+def test_run_refuses_an_unreadable_file(cli_env, tmp_path):
+    file = tmp_path / "broken.json"
+    file.write_text("{nope", encoding="utf-8")
+    result = jobrelay(["run", str(file)], cli_env)
+    assert result.returncode == 2
+    assert "not JSON" in result.stderr
+
+
+def test_up_submit_and_events_against_a_running_stack(emulators, cli_env, tmp_path):
+    fast(emulators)
+    port = 5600 + os.getpid() % 200
+    state = Path(cli_env["JOBRELAY_STATE_DIR"]) / "stack.json"
+    up = subprocess.Popen(  # noqa: S603
+        [sys.executable, "-m", "jobrelay_local.cli", "up", "--port", str(port)],
+        env=cli_env,
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not state.exists():
+            assert up.poll() is None, up.stderr.read() if up.stderr else ""
+            assert time.monotonic() < deadline, "jobrelay up did not come up"
+            time.sleep(0.2)
+        assert json.loads(state.read_text())["endpoint_url"] == f"http://127.0.0.1:{port}"
+        file = write_requests(tmp_path / "r.json", pixxel("e2e-up"))
+        submitted = jobrelay(["submit", str(file), "--wait", "--json", "--timeout", "60"], cli_env)
+        assert submitted.returncode == 0, submitted.stderr[-2000:]
+        assert json_lines(submitted.stdout)[0]["type"] == "jobrelay.job.succeeded"
+        listed = jobrelay(["events", "--json"], cli_env)
+        assert listed.returncode == 0
+        assert [e["data"]["request_id"] for e in json_lines(listed.stdout)] == ["e2e-up"]
+    finally:
+        up.send_signal(signal.SIGINT)
+        try:
+            up.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            up.kill()
+
+
+def test_demo_ends_every_sample_request_as_expected(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_ENDPOINT", "JOBRELAY_"))}
+    env["JOBRELAY_STATE_DIR"] = str(tmp_path / "state")
+    result = jobrelay(["demo"], env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "demo passed: 6 outcomes as expected" in result.stderr
+    logs = (tmp_path / "state" / "logs.jsonl").read_text().splitlines()
+    assert logs, "the functions' logs go to the state directory, not the terminal"
