@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint unit e2e demo bench schemas build deploy clean
+.PHONY: setup test lint unit e2e demo bench schemas schedules build deploy clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,9 @@ e2e: setup
 
 schemas: setup
 	$(BIN)/python -m jobrelay.schemas schemas
+
+schedules: setup
+	$(BIN)/python -m jobrelay_local.schedules
 
 demo: setup
 	$(BIN)/jobrelay demo

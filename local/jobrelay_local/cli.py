@@ -137,15 +137,20 @@ def _running_state() -> dict[str, Any] | None:
     return dict(json.loads(STATE_FILE.read_text(encoding="utf-8")))
 
 
-def _queue_url(endpoint: str | None, stack_name: str) -> tuple[str, str | None]:
-    """The requests queue and endpoint: a running `jobrelay up`, else the stack's outputs."""
+def _stack_outputs(endpoint: str | None, stack_name: str) -> tuple[dict[str, str], str | None]:
+    """The stack's outputs and endpoint: a running `jobrelay up`, else CloudFormation's."""
     state = _running_state()
     if endpoint is None and state is not None:
-        return state["outputs"]["JobRequestsQueueUrl"], state["endpoint_url"]
+        return dict(state["outputs"]), state["endpoint_url"]
     cfn = boto3.client("cloudformation", endpoint_url=endpoint)
     stacks = cfn.describe_stacks(StackName=stack_name)["Stacks"]
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
-    return outputs["JobRequestsQueueUrl"], endpoint
+    return outputs, endpoint
+
+
+def _queue_url(endpoint: str | None, stack_name: str) -> tuple[str, str | None]:
+    outputs, endpoint_url = _stack_outputs(endpoint, stack_name)
+    return outputs["JobRequestsQueueUrl"], endpoint_url
 
 
 def _read_events_file() -> tuple[list[dict[str, Any]], dict[str, str]]:
@@ -228,6 +233,135 @@ def events(
             time.sleep(0.5)
         except KeyboardInterrupt:
             return
+
+
+# ------------------------------------------------------------------ schedules
+schedule_app = typer.Typer(
+    help="Schedules from template.yaml, fired as EventBridge Scheduler would."
+)
+app.add_typer(schedule_app, name="schedule")
+Endpoint = Annotated[
+    str | None, typer.Option(help="AWS endpoint (default: jobrelay up's, else AWS).")
+]
+StackName = Annotated[str, typer.Option("--stack", help="The jobrelay stack's name.")]
+
+
+@schedule_app.command("list")
+def schedule_list() -> None:
+    """The schedules template.yaml deploys."""
+    from jobrelay_local.schedules import template_schedules
+
+    table = Table(title="schedules")
+    for column in ("name", "expression", "timezone", "state", "provider"):
+        table.add_column(column)
+    for schedule in template_schedules().values():
+        provider = json.loads(schedule.input).get("provider", "")
+        table.add_row(
+            schedule.name, schedule.expression, schedule.timezone, schedule.state, provider
+        )
+    out.print(table)
+
+
+@schedule_app.command("fire")
+def schedule_fire(
+    name: Annotated[str, typer.Argument(help="The schedule's name.")],
+    at: Annotated[str | None, typer.Option(help="Scheduled time, ISO 8601 (default: now).")] = None,
+    endpoint: Endpoint = None,
+    stack_name: StackName = "jobrelay",
+) -> None:
+    """Send one firing of a schedule to the requests queue, rendered as Scheduler renders it."""
+    from jobrelay_local.schedules import firing, parse_at, template_schedules
+
+    schedules = template_schedules()
+    if name not in schedules:
+        console.print(f"[red]error:[/] no schedule {name!r}; known: {', '.join(sorted(schedules))}")
+        raise typer.Exit(2)
+    queue_url, endpoint_url = _queue_url(endpoint, stack_name)
+    sqs = boto3.client("sqs", endpoint_url=endpoint_url)
+    region = sqs.meta.region_name
+    account = boto3.client("sts", endpoint_url=endpoint_url).get_caller_identity()["Account"]
+    arn = (
+        f"arn:aws:scheduler:{region}:{account}:schedule/{stack_name}-schedules/{stack_name}-{name}"
+    )
+    body = firing(schedules[name].input, schedule_arn=arn, at=parse_at(at))
+    message_id = sqs.send_message(QueueUrl=queue_url, MessageBody=body)["MessageId"]
+    request_id = json.loads(body)["request_id"]
+    console.print(f"fired {name}: request {request_id} (message {message_id})")
+    out.print(request_id)
+
+
+# ------------------------------------------------------------------ the DLQ
+dlq_app = typer.Typer(help="Dead requests: list them with their reason, send them back.")
+app.add_typer(dlq_app, name="dlq")
+
+
+@dlq_app.command("list")
+def dlq_list(
+    endpoint: Endpoint = None, stack_name: StackName = "jobrelay", as_json: JsonFlag = False
+) -> None:
+    """Each request in the DLQ with its reason."""
+    from jobrelay_local.dlq import list_dead_letters
+
+    outputs, endpoint_url = _stack_outputs(endpoint, stack_name)
+    letters = list_dead_letters(
+        boto3.client("sqs", endpoint_url=endpoint_url), outputs["JobRequestsDLQUrl"]
+    )
+    if as_json:
+        for letter in letters:
+            record = {
+                "message_id": letter.message_id,
+                "request_id": letter.request_id,
+                "code": letter.code,
+                "reason": letter.reason,
+                "receive_count": letter.receive_count,
+                "redrivable": letter.redrivable,
+            }
+            out.print(json.dumps(record), markup=False, highlight=False)
+        return
+    table = Table(title=f"{len(letters)} dead request(s)")
+    for column in ("message", "request", "code", "reason", "redrive"):
+        table.add_column(column, overflow="fold")
+    for letter in letters:
+        table.add_row(
+            letter.message_id,
+            letter.request_id,
+            letter.code or "MAX_RECEIVES",
+            letter.reason,
+            "yes" if letter.redrivable else "no: already rejected",
+        )
+    out.print(table)
+
+
+@dlq_app.command("redrive")
+def dlq_redrive(
+    ids: Annotated[
+        list[str] | None,
+        typer.Option("--id", help="Message or request id (repeatable); default: all."),
+    ] = None,
+    endpoint: Endpoint = None,
+    stack_name: StackName = "jobrelay",
+) -> None:
+    """Send dead requests back to the requests queue."""
+    from jobrelay_local.dlq import redrive
+
+    outputs, endpoint_url = _stack_outputs(endpoint, stack_name)
+    result = redrive(
+        boto3.client("sqs", endpoint_url=endpoint_url),
+        outputs["JobRequestsDLQUrl"],
+        outputs["JobRequestsQueueUrl"],
+        message_ids=set(ids) if ids else None,
+    )
+    for letter in result.redriven:
+        out.print(f"redriven {letter.request_id} (message {letter.message_id})")
+    rejected = [letter for letter in result.left if not letter.redrivable]
+    if rejected:
+        console.print(
+            f"left {len(rejected)} rejected request(s): each was answered with a rejected event; "
+            "fix it and send it under a new request_id"
+        )
+    if ids and not result.redriven:
+        console.print("[red]error:[/] none of the given ids could be redriven")
+        raise typer.Exit(1)
 
 
 # ------------------------------------------------------------------ run / demo

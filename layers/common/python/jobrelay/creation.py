@@ -31,7 +31,7 @@ from jobrelay.models import (
     ProviderName,
     TrackerState,
 )
-from jobrelay.observability import logger
+from jobrelay.observability import count_job, logger
 from jobrelay.ports import DeadLetterQueue, JobLedger, OutcomePublisher, TrackerStarter
 from jobrelay.providers import CreatedJob, Provider
 from jobrelay.settings import Settings
@@ -137,6 +137,7 @@ class JobCreator:
             now=self.clock(),
         )
         self.publisher.publish(event)
+        count_job("JobsValidated", request.provider)
         logger.info("dry run validated", event_id=event.id)
         return CreateResult(
             outcome="validated", request_id=request_id, provider="deepset", event_id=event.id
@@ -169,6 +170,8 @@ class JobCreator:
             ),
         )
         execution_arn, started = self.starter.start(state)
+        if not adopted:
+            count_job("JobsCreated", request.provider)
         logger.info(
             "job created and tracked",
             remote_job_id=created.remote_job_id,
@@ -236,6 +239,7 @@ class JobCreator:
             request_id=request_id,
             source_id=message.message_id,
         )
+        count_job("JobsRejected", provider)
         logger.warning("request rejected", error_code=code, reason=reason, event_id=event.id)
         return CreateResult(
             outcome="rejected", request_id=request_id, provider=provider, event_id=event.id

@@ -6,11 +6,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel
 
 from jobrelay.events import outcome_event
 from jobrelay.models import TrackerState
-from jobrelay.observability import logger
+from jobrelay.observability import OUTCOME_METRICS, count_job, logger, record_metric
 from jobrelay.ports import OutcomePublisher
 
 
@@ -30,6 +31,14 @@ class OutcomeReporter:
     def publish(self, state: TrackerState) -> PublishResult:
         event = outcome_event(state, source=self.source, now=self.clock())
         message_id = self.publisher.publish(event)
+        count_job(OUTCOME_METRICS[str(event.data.status)], event.data.provider)
+        if event.data.duration_seconds is not None:
+            record_metric(
+                "RequestToOutcome",
+                event.data.duration_seconds,
+                MetricUnit.Seconds,
+                provider=event.data.provider,
+            )
         logger.info("outcome published", event_id=event.id, event_type=event.type)
         return PublishResult(
             event_id=event.id,

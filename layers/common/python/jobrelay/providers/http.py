@@ -18,8 +18,10 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
+from aws_lambda_powertools.metrics import MetricUnit
 
 from jobrelay.errors import ProviderProtocolError, ProviderUnavailable
+from jobrelay.observability import record_metric
 
 RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
 # Never sleep longer than this inside one Lambda call; a longer Retry-After is handed back
@@ -118,6 +120,7 @@ class ProviderHttp:
         send_headers = dict(headers or {})
         while True:
             attempt += 1
+            started = time.perf_counter()
             try:
                 response = self.client.request(method, url, headers=send_headers, **kwargs)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
@@ -138,6 +141,13 @@ class ProviderHttp:
                     ambiguous=not idempotent,
                 ) from exc
 
+            record_metric(
+                "ProviderCallLatency",
+                (time.perf_counter() - started) * 1000,
+                MetricUnit.Milliseconds,
+                provider=self.provider,
+                operation=method,
+            )
             if response.status_code == 401 and on_unauthorized is not None and not refreshed:
                 refreshed = True
                 send_headers.update(on_unauthorized())
