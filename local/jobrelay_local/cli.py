@@ -25,7 +25,9 @@ app = typer.Typer(
     add_completion=False,
 )
 console = Console(stderr=True, soft_wrap=True)
-out = Console(soft_wrap=True)
+# Bound to the real stdout: the local stack sends what the functions print (EMF metrics) to
+# a file while it runs.
+out = Console(file=sys.__stdout__, soft_wrap=True)
 
 STATE_DIR = Path(os.environ.get("JOBRELAY_STATE_DIR", ".jobrelay"))
 STATE_FILE = STATE_DIR / "stack.json"
@@ -84,7 +86,11 @@ def up(
 
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     EVENTS_FILE.write_text("", encoding="utf-8")
-    local = LocalStack(server_port=port, log_file=STATE_DIR / "logs.jsonl").start()
+    local = LocalStack(
+        server_port=port,
+        log_file=STATE_DIR / "logs.jsonl",
+        metrics_file=STATE_DIR / "metrics.jsonl",
+    ).start()
     stack = local.require_stack()
     state = {
         "endpoint_url": local.endpoint_url,
@@ -376,7 +382,9 @@ def _run(
     from jobrelay_local.runtime import LocalStack
 
     console.print("starting the local stack…")
-    with LocalStack(log_file=STATE_DIR / "logs.jsonl") as local:
+    with LocalStack(
+        log_file=STATE_DIR / "logs.jsonl", metrics_file=STATE_DIR / "metrics.jsonl"
+    ) as local:
         for provider, by_target in (targets or {}).items():
             emulator = local.emulators.get(provider)
             for target, behaviour in by_target.items():

@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
@@ -75,7 +75,6 @@ def ensure_fake_aws_environment() -> None:
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     os.environ.setdefault("AWS_REGION", os.environ["AWS_DEFAULT_REGION"])
     os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
-    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
 
 
 @contextmanager
@@ -306,6 +305,7 @@ class LocalStack:
         visibility_timeout: int | None = None,
         feed_queue: bool = True,
         log_file: Path | None = None,
+        metrics_file: Path | None = None,
     ) -> None:
         env = os.environ if environ is None else environ
         self.parameters = dict(LOCAL_PARAMETERS)
@@ -328,6 +328,7 @@ class LocalStack:
         self.server_port = server_port
         self.feed_queue = feed_queue
         self.log_file = log_file
+        self.metrics_file = metrics_file
         self.visibility_timeout = visibility_timeout or int(
             env.get("JOBRELAY_VISIBILITY_TIMEOUT", LOCAL_VISIBILITY_TIMEOUT)
         )
@@ -406,6 +407,12 @@ class LocalStack:
         wiring.reset()
         if self.log_file is not None:
             self._send_logs_to(self.log_file)
+        if self.metrics_file is not None:
+            # Powertools prints EMF metrics to stdout, as Lambda expects; locally they go to
+            # a file so stdout stays the CLI's (outcome events).
+            self.metrics_file.parent.mkdir(parents=True, exist_ok=True)
+            stream = self._exit.enter_context(self.metrics_file.open("a", encoding="utf-8"))
+            self._exit.enter_context(redirect_stdout(stream))
         self.handlers = {
             spec.function_name: load_handler(spec) for spec in stack.functions.values()
         }

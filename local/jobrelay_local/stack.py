@@ -19,6 +19,7 @@ import hashlib
 import importlib.util
 import io
 import json
+import logging
 import os
 import re
 import sys
@@ -26,6 +27,7 @@ import threading
 import time
 import traceback
 import uuid
+import warnings
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -220,15 +222,25 @@ def deploy(
     )
 
     cloudformation = boto3.client("cloudformation", region_name=region)
-    created = cloudformation.create_stack(
-        StackName=stack_name,
-        TemplateBody=json.dumps(cfn_template),
-        Parameters=[
-            {"ParameterKey": key, "ParameterValue": value}
-            for key, value in sorted((parameters or {}).items())
-        ],
-        Capabilities=["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"],
-    )
+    # moto's CloudFormation skips the types it does not model (schedules, alarms: read from
+    # the template where the local stack needs them) and says so on every deploy; quietly.
+    moto_cfn_logger = logging.getLogger("moto.cloudformation.parsing")
+    level = moto_cfn_logger.level
+    moto_cfn_logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Tried to parse AWS::", category=UserWarning)
+            created = cloudformation.create_stack(
+                StackName=stack_name,
+                TemplateBody=json.dumps(cfn_template),
+                Parameters=[
+                    {"ParameterKey": key, "ParameterValue": value}
+                    for key, value in sorted((parameters or {}).items())
+                ],
+                Capabilities=["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"],
+            )
+    finally:
+        moto_cfn_logger.setLevel(level)
     stack_id = created["StackId"]
     described = cloudformation.describe_stacks(StackName=stack_id)["Stacks"][0]
     if described["StackStatus"] != "CREATE_COMPLETE":

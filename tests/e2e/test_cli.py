@@ -170,6 +170,29 @@ def test_up_submit_and_events_against_a_running_stack(emulators, cli_env, tmp_pa
         listed = jobrelay(["events", "--json"], cli_env)
         assert listed.returncode == 0
         assert [e["data"]["request_id"] for e in json_lines(listed.stdout)] == ["e2e-up"]
+        # A schedule fired twice for the same time: one job, one outcome
+        fire = ["schedule", "fire", "nightly-matatika-sync", "--at", "2026-11-24T01:00:00Z"]
+        first, second = jobrelay(fire, cli_env), jobrelay(fire, cli_env)
+        assert first.returncode == 0, first.stderr[-2000:]
+        request_id = "nightly-matatika-sync@2026-11-24T01:00:00Z"
+        assert first.stdout.strip() == second.stdout.strip() == request_id
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            events = json_lines(jobrelay(["events", "--json"], cli_env).stdout)
+            if any(e["data"]["request_id"] == request_id for e in events):
+                break
+            time.sleep(1)
+        time.sleep(3)  # room for a second outcome, which must not come
+        events = json_lines(jobrelay(["events", "--json"], cli_env).stdout)
+        assert [e["data"]["request_id"] for e in events].count(request_id) == 1
+        assert emulators["matatika"].creates_received("pl-hubspot-to-warehouse") == 1
+        # A rejected request is listed in the DLQ with its reason
+        bad = write_requests(tmp_path / "bad.json", {"request_id": "e2e-dead", "provider": "x"})
+        assert jobrelay(["submit", str(bad), "--wait", "--timeout", "60"], cli_env).returncode == 0
+        dead = json_lines(jobrelay(["dlq", "list", "--json"], cli_env).stdout)
+        assert [(d["request_id"], d["code"], d["redrivable"]) for d in dead] == [
+            ("e2e-dead", "REQUEST_INVALID", False)
+        ]
     finally:
         up.send_signal(signal.SIGINT)
         try:
