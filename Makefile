@@ -20,6 +20,7 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/cfn-lint template.yaml
+	$(BIN)/checkov -f template.yaml --framework cloudformation --skip-download --quiet --compact
 
 test: lint
 	$(BIN)/pytest --cov=jobrelay --cov-report=term-missing:skip-covered
