@@ -7,11 +7,11 @@ import ssl
 from pathlib import Path
 
 import pytest
-
 from jobrelay.providers import http_client
 from jobrelay.settings import Settings
 from jobrelay_local.emulators import Fault
 from jobrelay_local.runtime import LocalStack
+
 from tests.integration.conftest import deepset_request, matatika_request, pixxel_request
 
 pytestmark = pytest.mark.integration
