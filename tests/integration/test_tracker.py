@@ -84,15 +84,22 @@ def test_matatika_job_past_its_deadline_is_stopped_and_timed_out(harness: Harnes
     assert job["status"] == "STOPPED"
 
 
-def test_pixxel_job_past_its_deadline_times_out_without_a_remote_cancel(harness: Harness):
-    harness.emulators["pixxel"].configure_target("wf-slow", queued=0.0, duration=120)
-    request = pixxel_request("late-2", workflow_id="wf-slow")
+@pytest.mark.parametrize("provider", ["deepset", "pixxel"])
+def test_job_past_its_deadline_times_out_without_a_remote_cancel(harness: Harness, provider):
+    # deepset and Pixxel have no cancel endpoint: the deadline ends tracking only
+    harness.emulators[provider].configure_target(TARGETS[provider], queued=0.0, duration=120)
+    request = REQUESTS[provider](f"late-{provider}")
     request["tracking"] = {"deadline_seconds": 5}
     harness.send(request)
     harness.deliver()
-    event = harness.wait_outcome("late-2", timeout=60)
+    event = harness.wait_outcome(f"late-{provider}", timeout=60)
     assert event["type"] == "jobrelay.job.timed_out"
     assert event["data"]["details"]["cancelled_remotely"] is False
+    assert event["data"]["raw_status"] in {"STARTED", "running"}
+    cancels = [
+        r for r in harness.emulators[provider].requests() if r["method"] in {"PUT", "DELETE"}
+    ]
+    assert cancels == []
 
 
 def test_job_that_vanishes_still_ends_in_an_outcome(harness: Harness):
