@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -146,7 +147,9 @@ def test_run_refuses_an_unreadable_file(cli_env, tmp_path):
 
 def test_up_submit_and_events_against_a_running_stack(emulators, cli_env, tmp_path):
     fast(emulators)
-    port = 5600 + os.getpid() % 200
+    with socket.socket() as probe:  # a free port for the local AWS endpoint
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     state = Path(cli_env["JOBRELAY_STATE_DIR"]) / "stack.json"
     up = subprocess.Popen(  # noqa: S603
         [sys.executable, "-m", "jobrelay_local.cli", "up", "--port", str(port)],

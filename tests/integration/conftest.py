@@ -110,6 +110,15 @@ class Harness:
     def executions(self) -> list[Any]:
         return self.sfn.list_executions(stateMachineArn=self.stack.state_machine_arn)["executions"]
 
+    def finished_executions(self, timeout: float = 30) -> list[Any]:
+        """The executions, once none is RUNNING (an execution ends just after it publishes)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            executions = self.executions()
+            if all(e["status"] != "RUNNING" for e in executions) or time.monotonic() > deadline:
+                return executions
+            time.sleep(0.2)
+
     def wait_outcome(self, request_id: str, timeout: float = 60) -> dict[str, Any]:
         outcomes, still_open = self.local.wait_for_outcomes([request_id], timeout=timeout)
         assert not still_open, f"no outcome for {request_id} within {timeout}s"
