@@ -8,6 +8,7 @@ record that fails transiently is reported in `batchItemFailures` and only it is 
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import (
@@ -25,6 +26,7 @@ from jobrelay.wiring import ProviderPool, create_job_service, provider_pool
 # A batch whose every record failed is reported record by record, not raised: Lambda then
 # retries exactly those records, and a transient provider outage does not count as a
 # function error.
+MAX_WORKERS = 32  # the provider pool's connection limit is 20; more records queue briefly
 processor = AsyncBatchProcessor(
     event_type=EventType.SQS, model=SqsRecordModel, raise_on_entire_batch_failure=False
 )
@@ -51,10 +53,14 @@ def _process(pool: ProviderPool, record: SqsRecordModel) -> dict[str, Any]:
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     create_job_service().config.register_lambda_context(context)
-    with provider_pool() as pool:
+    # One worker per record (asyncio's default pool has only cpu + 4 threads): the records'
+    # work is network waits, so a batch takes about as long as its slowest record.
+    workers = max(1, min(MAX_WORKERS, len(event.get("Records", []))))
+    with provider_pool() as pool, ThreadPoolExecutor(workers, "create-job") as executor:
 
         async def record_handler(record: SqsRecordModel) -> dict[str, Any]:
-            return await asyncio.to_thread(_process, pool, record)
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(executor, _process, pool, record)
 
         return async_process_partial_response(
             event=event, record_handler=record_handler, processor=processor, context=context

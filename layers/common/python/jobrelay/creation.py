@@ -39,6 +39,7 @@ from jobrelay.settings import Settings
 # How far before the first create attempt a reconciled job may have been created (clock skew
 # between us and the provider).
 RECONCILE_SKEW = timedelta(minutes=2)
+MAX_EVENT_PROBLEMS = 50
 
 
 class QueueMessage(BaseModel):
@@ -75,11 +76,14 @@ def request_key(message_id: str, body: str) -> str:
 def parse_request(body: str) -> JobRequest:
     """The body as a `JobRequest`, or `RequestInvalid` naming every offending field."""
     try:
+        # NaN and Infinity parse here and are refused by the models, field by field.
         raw: Any = json.loads(body)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
+        # RecursionError: JSON nested deeper than the parser's stack; refused, not crashed on.
+        message = str(exc) if isinstance(exc, ValueError) else "nested too deeply"
         raise RequestInvalid(
-            f"the message body is not JSON: {exc}",
-            [FieldProblem(field="body", message=str(exc), kind="json_invalid")],
+            f"the message body is not JSON we accept: {message}",
+            [FieldProblem(field="body", message=message, kind="json_invalid")],
         ) from exc
     if not isinstance(raw, dict):
         raise RequestInvalid(
@@ -159,6 +163,8 @@ class JobCreator:
             deadline_at=now + timedelta(seconds=deadline),
             poll_interval_seconds=interval,
             outage_wait_seconds=self.settings.provider_outage_wait_seconds,
+            min_poll_seconds=request.tracking.min_poll_seconds,
+            max_poll_seconds=request.tracking.max_poll_seconds,
             metadata=request.metadata,
         )
         state = TrackerState(
@@ -221,17 +227,24 @@ class JobCreator:
         problems: list[FieldProblem],
     ) -> CreateResult:
         metadata = _metadata_hint(message.body)
+        # An SNS message holds 256 KiB: a body with thousands of bad fields is reported by
+        # its first problems and a count.
+        details: dict[str, Any] = {}
+        if len(problems) > MAX_EVENT_PROBLEMS:
+            details["problems_total"] = len(problems)
         event = rejected_event(
             source=self.settings.event_source,
             request_id=request_id,
             provider=provider,
             code=code,
-            message=reason,
-            problems=problems,
+            message=reason[:2000],
+            problems=problems[:MAX_EVENT_PROBLEMS],
             metadata=metadata,
+            details=details,
             now=self.clock(),
         )
-        self.publisher.publish(event)
+        # The DLQ copy first: if the publish then fails, the retry may copy twice, but it
+        # never publishes the outcome twice.
         self.dead_letters.send(
             message.body,
             reason=reason,
@@ -239,6 +252,7 @@ class JobCreator:
             request_id=request_id,
             source_id=message.message_id,
         )
+        self.publisher.publish(event)
         count_job("JobsRejected", provider)
         logger.warning("request rejected", error_code=code, reason=reason, event_id=event.id)
         return CreateResult(
@@ -246,20 +260,26 @@ class JobCreator:
         )
 
 
+# Parts of a pydantic error location that name a union member or a validator, not a field.
+_UNION_MEMBER_TAGS = frozenset({"str", "int", "float", "bool", "none", "[key]"})
+
+
 def _field_name(error: ErrorDetails) -> str:
-    """The offending field as a dotted path, without the union tag pydantic puts first."""
+    """The offending field as a dotted path, without the union and validator tags pydantic
+    puts in locations (`metadata.team.str` is reported as `metadata.team`)."""
     if error["type"].startswith("union_tag"):
         return "provider"
     loc = [str(part) for part in error["loc"]]
     if loc and loc[0] in PROVIDERS:
         loc = loc[1:]
+    loc = [part for part in loc if part not in _UNION_MEMBER_TAGS and "[" not in part]
     return ".".join(loc) or "body"
 
 
 def _loose_body(body: str) -> dict[str, Any]:
     try:
         raw = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return {}
     return raw if isinstance(raw, dict) else {}
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from datetime import datetime
 from enum import StrEnum
@@ -37,7 +38,20 @@ SafeId = Annotated[
 ]
 RequestId = SafeId
 MAX_METADATA_BYTES = 2048
+# The longest deadline a request may set: 30 days. Not a Step Functions limit (a tracker
+# continues as a new execution every ROUNDS_PER_EXECUTION rounds, so neither the 25,000-event
+# history nor the one-year execution limit binds), but a promise: every request ends in an
+# outcome within a known time, and the whole chain of one request's executions (names and
+# histories are kept 90 days after an execution closes) stays inspectable from its start
+# until well after its outcome. See docs/performance.md, "Long jobs".
 MAX_DEADLINE_SECONDS = 30 * 24 * 3600
+# Poll rounds one tracker execution runs before it continues as a new execution of the same
+# request. A round is 9 history events (Wait 2, Task 5, Choice 2) and at most ~40 when every
+# retry and the outage wait are spent, so 500 rounds stay under Step Functions' 25,000-event
+# history limit with room to spare even then.
+ROUNDS_PER_EXECUTION = 500
+# Execution names take 80 characters; the generation suffix keeps each continuation distinct.
+MAX_GENERATION = 99_999
 
 
 class _Contract(BaseModel):
@@ -53,17 +67,44 @@ def _no_dot_segments(value: str) -> str:
 
 
 PathId = Annotated[SafeId, AfterValidator(_no_dot_segments)]
+# Integers and booleans producers write are taken as they are: `"5"`, `5.0` or `true` for a
+# count, or `"yes"` for a flag, is a producer bug to refuse, not to guess at.
+StrictInt = Annotated[int, Field(strict=True)]
+MAX_JSON_DEPTH = 32
+
+
+def _plain_json(value: dict[str, Any]) -> dict[str, Any]:
+    """Free-form JSON passed on to a provider: finite numbers, nesting at most MAX_JSON_DEPTH.
+
+    `json.loads` accepts NaN and Infinity (not JSON, RFC 8259) and nesting up to the
+    interpreter's recursion limit; serializing either for the provider later would fail or
+    silently turn NaN into null, so both are refused here with the field named.
+    """
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError("numbers must be finite (no NaN or Infinity)")
+        if isinstance(item, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return value
+
+
+PlainJsonObject = Annotated[dict[str, Any], AfterValidator(_plain_json)]
 
 
 # ---------------------------------------------------------------- provider parameters
 class DeepsetQuery(_Contract):
     query: Annotated[str, StringConstraints(min_length=1, max_length=10_000)]
-    filters: dict[str, Any] | None = None
-    params: dict[str, Any] | None = None
+    filters: PlainJsonObject | None = None
+    params: PlainJsonObject | None = None
     group_name: str | None = None
     query_label: str | None = None
-    query_index: int | None = None
-    absolute_query_index: int | None = None
+    query_index: StrictInt | None = None
+    absolute_query_index: StrictInt | None = None
 
 
 class DeepsetParams(_Contract):
@@ -75,9 +116,9 @@ class DeepsetParams(_Contract):
     execution_mode: Literal["PER_FILE", "ACROSS_FILES"]
     queries: Annotated[list[DeepsetQuery], Field(min_length=1, max_length=10_000)] | None = None
     query_set_id: UUID | None = None
-    concurrency: Annotated[int, Field(ge=1, le=20)] = 3
+    concurrency: Annotated[int, Field(ge=1, le=20, strict=True)] = 3
     description: Annotated[str, StringConstraints(max_length=2_000)] | None = None
-    dry_run: bool = False
+    dry_run: Annotated[bool, Field(strict=True)] = False
 
     @model_validator(mode="after")
     def _queries_or_query_set(self) -> DeepsetParams:
@@ -101,13 +142,31 @@ class MatatikaParams(_Contract):
 
 # ---------------------------------------------------------------- the request
 class Tracking(_Contract):
-    """Per-request overrides of how the job is followed."""
+    """Per-request overrides of how the job is followed.
 
-    deadline_seconds: Annotated[int, Field(ge=5, le=MAX_DEADLINE_SECONDS)] | None = None
-    poll_interval_seconds: Annotated[int, Field(ge=1, le=3600)] | None = None
+    `poll_interval_seconds` is the base of the adaptive poll policy: the wait while a job is
+    young and the floor of the detection lag it keeps (`max(base, 10% of the job's age)`).
+    `min_poll_seconds` and `max_poll_seconds` bound every wait (the deadline still cuts the
+    last one short); `max_poll_seconds` equal to the base gives a fixed-interval poller.
+    """
+
+    deadline_seconds: Annotated[int, Field(ge=5, le=MAX_DEADLINE_SECONDS, strict=True)] | None = (
+        None
+    )
+    poll_interval_seconds: Annotated[int, Field(ge=1, le=3600, strict=True)] | None = None
+    min_poll_seconds: Annotated[int, Field(ge=1, le=3600, strict=True)] | None = None
+    max_poll_seconds: Annotated[int, Field(ge=1, le=86_400, strict=True)] | None = None
+
+    @model_validator(mode="after")
+    def _bounds_in_order(self) -> Tracking:
+        low, high = self.min_poll_seconds, self.max_poll_seconds
+        if low is not None and high is not None and low > high:
+            raise ValueError("min_poll_seconds must not exceed max_poll_seconds")
+        return self
 
 
-MetadataValue = str | int | float | bool | None
+# Finite floats only: NaN and Infinity are not JSON, and an event would carry them as null.
+MetadataValue = str | int | Annotated[float, Field(allow_inf_nan=False)] | bool | None
 
 
 def _small_metadata(value: dict[str, MetadataValue]) -> dict[str, MetadataValue]:
@@ -203,6 +262,18 @@ class JobRef(BaseModel):
     poll_interval_seconds: int
     outage_wait_seconds: int = 300
     metadata: dict[str, MetadataValue] = Field(default_factory=dict)
+    min_poll_seconds: int | None = Field(
+        default=None, description="The request's lower bound on a wait (tracking override)."
+    )
+    max_poll_seconds: int | None = Field(
+        default=None, description="The request's upper bound on a wait (tracking override)."
+    )
+    generation: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_GENERATION,
+        description="Which execution of this request's tracker carries the job (0: the first).",
+    )
 
 
 class PollResult(BaseModel):
@@ -219,6 +290,18 @@ class PollResult(BaseModel):
     details: dict[str, Any] = Field(default_factory=dict)
     error: ErrorInfo | None = None
     cancelled_remotely: bool | None = None
+    rounds: int = Field(default=0, description="Poll rounds run by the current execution.")
+    continue_as: str | None = Field(
+        default=None,
+        description="Set when the tracker must continue as a new execution: that execution's name.",
+    )
+    progress_origin: float | None = Field(
+        default=None, description="The progress first seen while running (the rate hint's origin)."
+    )
+    progress_origin_at: datetime | None = None
+    lag_bound_seconds: int | None = Field(
+        default=None, description="The detection lag the policy keeps for this wait."
+    )
 
 
 class TrackerState(BaseModel):
@@ -227,18 +310,23 @@ class TrackerState(BaseModel):
     job: JobRef
     poll: PollResult
     error: dict[str, Any] | None = None
-    action: Literal["poll", "cancel"] | None = None
+    action: Literal["poll", "cancel", "outage", "continue"] | None = None
 
 
-def execution_name(request_id: str) -> str:
-    """A Step Functions execution name derived from the request id, unique per request.
+def execution_name(request_id: str, generation: int = 0) -> str:
+    """A Step Functions execution name derived from the request id, unique per request and
+    generation (the first execution is generation 0; each continuation adds one).
 
     Names allow 80 characters of [A-Za-z0-9-_]; a readable prefix plus a digest of the whole
-    id keeps distinct ids distinct after the characters we cannot use are replaced.
+    id keeps distinct ids distinct after the characters we cannot use are replaced, and
+    `-g<generation>` (at most 7 more characters) tells continuations apart.
     """
     digest = hashlib.sha256(request_id.encode()).hexdigest()[:24]
     readable = re.sub(r"[^A-Za-z0-9_-]", "-", request_id)[:48]
-    return f"{readable}-{digest}"
+    if not 0 <= generation <= MAX_GENERATION:
+        raise ValueError(f"generation must be 0..{MAX_GENERATION}, not {generation}")
+    suffix = f"-g{generation}" if generation else ""
+    return f"{readable}-{digest}{suffix}"
 
 
 # ---------------------------------------------------------------- the outcome event

@@ -3,16 +3,22 @@ and the layer.
 
 One Logger instance (instead of per-module child loggers) means layer code logs with the
 handler's Lambda context and correlation keys whatever the import order, and never as an
-orphan. Metrics are CloudWatch EMF lines, one per data point (`single_metric`), because the
+orphan. Metrics are CloudWatch EMF lines, one per data point, because the
 records of one CreateJob batch belong to different providers and so to different dimensions.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 
 from aws_lambda_powertools import Logger, Tracer
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
+from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import (
+    AmazonCloudWatchEMFProvider,
+)
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "jobrelay")
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "jobrelay")
@@ -31,16 +37,30 @@ OUTCOME_METRICS = {
 
 
 def record_metric(name: str, value: float, unit: MetricUnit, **dimensions: str) -> None:
-    """Emit one EMF data point with `service` plus the given dimensions."""
-    with single_metric(
-        name=name,
-        unit=unit,
-        value=value,
-        namespace=NAMESPACE,
-        default_dimensions={"service": SERVICE},
-    ) as metric:
-        for key, dimension in dimensions.items():
-            metric.add_dimension(name=key, value=dimension)
+    """Emit one EMF data point with `service` plus the given dimensions.
+
+    Written in one write under the log handler's lock: CreateJob handles records in threads,
+    and an EMF line glued to a log line is lost to CloudWatch's metric extraction.
+    """
+    if is_metrics_disabled():
+        return
+    emf = AmazonCloudWatchEMFProvider(namespace=NAMESPACE, default_dimensions={"service": SERVICE})
+    emf.add_metric(name=name, unit=unit, value=value)
+    for key, dimension in dimensions.items():
+        emf.add_dimension(name=key, value=dimension)
+    # The request id rides along as EMF metadata (searchable, not a dimension), so a metric
+    # line can be traced to its request like a log line.
+    keys = {**logger.get_current_keys(), **logger.thread_safe_get_current_keys()}
+    if keys.get("request_id"):
+        emf.add_metadata(key="request_id", value=str(keys["request_id"]))
+    line = json.dumps(emf.serialize_metric_set(), separators=(",", ":")) + "\n"
+    handler = logger.registered_handler
+    handler.acquire()
+    try:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+    finally:
+        handler.release()
 
 
 def count_job(name: str, provider: str | None) -> None:

@@ -1,33 +1,148 @@
 """PollJobStatus's decisions: one provider GET per round, the normalized status, the
-deadline, and the wait before the next round; at the deadline, the remote cancel."""
+deadline, the wait before the next round (the poll policy), when the tracker continues as a
+new execution, and at the deadline the remote cancel."""
 
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
+from botocore.exceptions import ClientError
+
 from jobrelay.errors import JobNotFound, ProviderProtocolError, ProviderUnavailable
-from jobrelay.models import ErrorInfo, JobRef, JobStatus, PollResult, ProviderName, TrackerState
+from jobrelay.models import (
+    ROUNDS_PER_EXECUTION,
+    ErrorInfo,
+    JobRef,
+    JobStatus,
+    PollResult,
+    ProviderName,
+    StatusReport,
+    TrackerState,
+    execution_name,
+)
 from jobrelay.observability import logger
+from jobrelay.poll_policy import JobHints, PollDecision, PollPolicy
+from jobrelay.ports import TrackerStarter
 from jobrelay.providers import Provider
+from jobrelay.settings import Settings
 
 
-def next_poll_seconds(job: JobRef, now: datetime) -> int:
-    """The configured interval, never waiting past the deadline (so it is noticed on time)."""
-    remaining = math.ceil((job.deadline_at - now).total_seconds())
-    return max(1, min(job.poll_interval_seconds, remaining))
+def default_policy(config: Settings) -> PollPolicy:
+    """The configured bounds of every wait (a request's `tracking` overrides them per job)."""
+    low = config.min_poll_seconds
+    return PollPolicy(min_poll_seconds=low, max_poll_seconds=max(low, config.max_poll_seconds))
+
+
+def policy_for(job: JobRef, defaults: PollPolicy | None = None) -> PollPolicy:
+    """The policy of this job: its base interval, and its request's bounds over the defaults.
+
+    A request's own bound wins over the configured one; if the two bounds then cross, the
+    request's decides (a request asking for `min_poll_seconds: 600` gets 600-second waits).
+    """
+    base = defaults or PollPolicy()
+    low = job.min_poll_seconds or base.min_poll_seconds
+    high = job.max_poll_seconds or base.max_poll_seconds
+    if low > high:
+        if job.min_poll_seconds is not None:
+            high = low
+        else:
+            low = high
+    return replace(
+        base, base_seconds=job.poll_interval_seconds, min_poll_seconds=low, max_poll_seconds=high
+    )
+
+
+def hints_from(job: JobRef, poll: PollResult, report: StatusReport | None) -> JobHints | None:
+    """The provider's hints of this round, with the progress origin kept in the document."""
+    if report is None:
+        return None
+    origin_age = None
+    if poll.progress_origin_at is not None:
+        origin_age = (poll.progress_origin_at - job.created_at).total_seconds()
+    return JobHints(
+        progress=report.progress,
+        estimated_duration_seconds=report.estimated_duration_seconds,
+        progress_origin=poll.progress_origin,
+        progress_origin_age=origin_age,
+    )
+
+
+def decide_wait(
+    job: JobRef,
+    now: datetime,
+    *,
+    policy: PollPolicy | None = None,
+    hints: JobHints | None = None,
+    draw: float = 0.0,
+) -> PollDecision:
+    """The policy's decision for `job` polled at `now`, never waiting past the deadline."""
+    return policy_for(job, policy).decide(
+        age=(now - job.created_at).total_seconds(),
+        until_deadline=(job.deadline_at - now).total_seconds(),
+        hints=hints,
+        draw=draw,
+    )
+
+
+def next_poll_seconds(
+    job: JobRef,
+    now: datetime,
+    *,
+    policy: PollPolicy | None = None,
+    hints: JobHints | None = None,
+    draw: float = 0.0,
+) -> int:
+    """The wait before the next poll: the poll policy's, never past the deadline (so the
+    deadline is noticed on time)."""
+    return decide_wait(job, now, policy=policy, hints=hints, draw=draw).wait_seconds
 
 
 @dataclass
 class JobPoller:
     provider_for: Callable[[ProviderName], Provider]
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    policy: PollPolicy = field(default_factory=PollPolicy)
+    rounds_per_execution: int = ROUNDS_PER_EXECUTION
+    draw: Callable[[], float] = random.random
 
     def poll(self, state: TrackerState) -> TrackerState:
+        """One round: GET the job, decide the next wait, and whether to continue anew."""
+        return self._continued(self._poll(state))
+
+    def outage(self, state: TrackerState) -> TrackerState:
+        """A round whose poll failed through every retry: no GET, wait the outage wait.
+
+        Counted as a round like any other, so a long provider outage also continues as a new
+        execution before the history limit; past the deadline it goes to the cancel step.
+        """
+        job, now = state.job, self.clock()
+        past_deadline = now >= job.deadline_at
+        until_deadline = math.ceil((job.deadline_at - now).total_seconds())
+        wait = 0 if past_deadline else max(1, min(job.outage_wait_seconds, until_deadline))
+        result = state.poll.model_copy(
+            update={
+                "deadline_passed": past_deadline,
+                "terminal": False,
+                "next_poll_seconds": wait,
+                "rounds": state.poll.rounds + 1,
+                "continue_as": None,
+            }
+        )
+        logger.warning(
+            "provider unavailable through every retry; waiting",
+            next_poll_seconds=result.next_poll_seconds,
+            deadline_passed=past_deadline,
+        )
+        return self._continued(TrackerState(job=job, poll=result))
+
+    def _poll(self, state: TrackerState) -> TrackerState:
         job = state.job
         provider = self.provider_for(job.provider)
+        rounds = state.poll.rounds + 1
         try:
             report = provider.get_status(job)
         except (ProviderUnavailable, ProviderProtocolError) as exc:
@@ -42,7 +157,9 @@ class JobPoller:
                     "terminal": False,
                     "next_poll_seconds": 0,
                     "polls": state.poll.polls + 1,
+                    "rounds": rounds,
                     "polled_at": now,
+                    "continue_as": None,
                     "error": ErrorInfo(code=exc.code, message=exc.message, retryable=True),
                 }
             )
@@ -53,6 +170,7 @@ class JobPoller:
                 raw_status=None,
                 terminal=True,
                 polls=state.poll.polls + 1,
+                rounds=rounds,
                 polled_at=self.clock(),
                 error=ErrorInfo(code=exc.code, message=exc.message),
             )
@@ -61,32 +179,84 @@ class JobPoller:
         now = self.clock()
         terminal = report.status.terminal
         deadline_passed = not terminal and now >= job.deadline_at
+        origin, origin_at = state.poll.progress_origin, state.poll.progress_origin_at
+        if origin is None and report.status is JobStatus.RUNNING and report.progress is not None:
+            origin, origin_at = report.progress, now
         result = PollResult(
             status=report.status,
             raw_status=report.raw_status,
             terminal=terminal,
             deadline_passed=deadline_passed,
-            next_poll_seconds=0 if terminal or deadline_passed else next_poll_seconds(job, now),
             polls=state.poll.polls + 1,
+            rounds=rounds,
             polled_at=now,
             progress=report.progress,
             details=report.details,
             error=report.error,
+            progress_origin=origin,
+            progress_origin_at=origin_at,
         )
+        decision = None
+        if not (terminal or deadline_passed):
+            decision = decide_wait(
+                job,
+                now,
+                policy=self.policy,
+                hints=hints_from(job, result, report),
+                draw=self.draw(),
+            )
+            result.next_poll_seconds = decision.wait_seconds
+            result.lag_bound_seconds = decision.lag_bound_seconds
         logger.info(
             "job polled",
             status=report.status,
             raw_status=report.raw_status,
+            progress=report.progress,
             next_poll_seconds=result.next_poll_seconds,
+            wait_reason=decision.reason if decision else None,
+            predicted_end_age=round(decision.predicted_end_age)
+            if decision and decision.predicted_end_age is not None
+            else None,
             deadline_passed=deadline_passed,
         )
         return TrackerState(job=job, poll=result)
+
+    def _continued(self, state: TrackerState) -> TrackerState:
+        """Hand a tracker that has run its share of rounds over to a new execution.
+
+        The returned document is the next execution's input: the next generation, its round
+        count reset, and `continue_as` naming it. The current execution starts it and ends
+        without publishing; the new one begins with this round's wait, so no poll repeats.
+        """
+        job, poll = state.job, state.poll
+        if poll.terminal or poll.deadline_passed or poll.rounds < self.rounds_per_execution:
+            return state
+        generation = job.generation + 1
+        name = execution_name(job.request_id, generation)
+        logger.info(
+            "tracker continues as a new execution", generation=generation, rounds=poll.rounds
+        )
+        return TrackerState(
+            job=job.model_copy(update={"generation": generation}),
+            poll=poll.model_copy(update={"rounds": 0, "continue_as": name}),
+        )
+
+    def continue_tracking(self, state: TrackerState, starter: TrackerStarter) -> dict[str, object]:
+        """Start the execution `state.poll.continue_as` names, with `state` as its input.
+
+        Safe to repeat: Step Functions answers a second start with the same name and input
+        with the running execution, and a name already used (the next generation has even
+        ended) means the job is followed there; either way the caller may end.
+        """
+        arn, started = ContinuationStarter(starter.state_machine_arn, starter.client).start(state)
+        logger.info("tracker continued", execution_arn=arn, execution_started=started)
+        return {"execution_arn": arn, "started": started}
 
     def cancel(self, state: TrackerState) -> TrackerState:
         """At the deadline: report the job's own end if it just ended, else stop it remotely."""
         job = state.job
         provider = self.provider_for(job.provider)
-        polled = self.poll(state)
+        polled = self._poll(state)
         if polled.poll.terminal:
             return polled
         cancelled = provider.cancel(job) if provider.can_cancel else False
@@ -101,3 +271,21 @@ class JobPoller:
             }
         )
         return TrackerState(job=job, poll=result)
+
+
+class ContinuationStarter(TrackerStarter):
+    """Starts a tracker's next generation under the name its document carries."""
+
+    def start(self, state: TrackerState) -> tuple[str, bool]:
+        name = state.poll.continue_as or execution_name(state.job.request_id, state.job.generation)
+        try:
+            response = self.client.start_execution(
+                stateMachineArn=self.state_machine_arn,
+                name=name,
+                input=state.model_dump_json(exclude={"action", "error"}),
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ExecutionAlreadyExists":
+                return self.execution_arn(name), False
+            raise
+        return response["executionArn"], True

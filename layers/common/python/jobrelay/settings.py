@@ -12,7 +12,7 @@ from typing import Annotated
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from jobrelay.errors import ConfigurationError
-from jobrelay.models import ProviderName
+from jobrelay.models import ROUNDS_PER_EXECUTION, ProviderName
 
 _LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
 
@@ -59,6 +59,11 @@ class Settings(BaseModel):
     http_max_attempts: Annotated[int, Field(ge=1, le=10)] = 3
     idempotency_ttl_seconds: Annotated[int, Field(ge=60)] = 7 * 86_400
     secret_max_age_seconds: Annotated[int, Field(ge=0)] = 300
+    # The poll policy's bounds on every wait (a request's `tracking` overrides them) and the
+    # rounds one tracker execution runs before it continues as a new one (PollJobStatus).
+    min_poll_seconds: Annotated[int, Field(ge=1, le=3600)] = 1
+    max_poll_seconds: Annotated[int, Field(ge=1, le=86_400)] = 3600
+    rounds_per_execution: Annotated[int, Field(ge=2, le=2000)] = ROUNDS_PER_EXECUTION
     providers: dict[ProviderName, ProviderSettings] = Field(default_factory=dict)
 
     def require(self, *names: str) -> Settings:
@@ -89,6 +94,9 @@ _ENV_FIELDS = {
     "HTTP_MAX_ATTEMPTS": "http_max_attempts",
     "IDEMPOTENCY_TTL_SECONDS": "idempotency_ttl_seconds",
     "SECRET_MAX_AGE_SECONDS": "secret_max_age_seconds",
+    "MIN_POLL_SECONDS": "min_poll_seconds",
+    "MAX_POLL_SECONDS": "max_poll_seconds",
+    "ROUNDS_PER_EXECUTION": "rounds_per_execution",
 }
 
 

@@ -25,7 +25,7 @@ REGISTRY: dict[ProviderName, type[Provider]] = {
 __all__ = ["REGISTRY", "CreatedJob", "Provider", "build_provider", "http_client"]
 
 
-def http_client(settings: Settings, *, max_connections: int = 20) -> httpx.Client:
+def http_client(settings: Settings, *, max_connections: int = 32) -> httpx.Client:
     """One pooled client per invocation; TLS verification is always on."""
     timeout = httpx.Timeout(
         settings.http_timeout_seconds, connect=min(3.0, settings.http_timeout_seconds)

@@ -16,6 +16,7 @@ from jobrelay.errors import (
     JobNotFound,
     ProviderProtocolError,
     ProviderRejected,
+    ProviderUnavailable,
 )
 from jobrelay.models import JobRef, ProviderName, StatusReport
 from jobrelay.providers.http import ProviderHttp, read_json
@@ -105,6 +106,21 @@ class Provider(ABC):
             f"{self.name} refused the request ({response.status_code}): {message}",
             status_code=response.status_code,
             problems=problems,
+        )
+
+    def tracking_failure(self, response: httpx.Response) -> Exception:
+        """A job GET answered neither the job nor 404: retried, never the job's end.
+
+        A 401/403 while following a job says nothing about the job (a rotated key, a proxy):
+        the state machine retries and the deadline bounds how long.
+        """
+        if response.status_code in (401, 403):
+            return ProviderUnavailable(
+                f"{self.name} refused access while tracking ({response.status_code})",
+                status_code=response.status_code,
+            )
+        return ProviderProtocolError(
+            f"{self.name} answered an unexpected {response.status_code} while tracking"
         )
 
     def unexpected(self, response: httpx.Response) -> Exception:

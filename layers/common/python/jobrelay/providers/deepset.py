@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
+import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from jobrelay.errors import FieldProblem, ProviderProtocolError
+from jobrelay.errors import ConfigurationError, FieldProblem, ProviderProtocolError
 from jobrelay.models import DeepsetParams, ErrorInfo, JobRef, JobStatus, StatusReport
+from jobrelay.observability import logger
 from jobrelay.providers.base import REJECTING_STATUS, CreatedJob, Provider, segment
 from jobrelay.providers.http import json_or_none
 
@@ -18,6 +21,11 @@ STATUS_MAP: dict[str, JobStatus] = {
     "ENDED": JobStatus.SUCCEEDED,
     "FAILED": JobStatus.FAILED,
 }
+# Reconciliation lists the workspace's jobs page by page, newest first (assumed: the list
+# endpoint, its `limit`/`page_number` paging, its `{"data", "has_more"}` body and its order
+# are not in the public docs). It stops at the first job older than the window, or here.
+LIST_PAGE_SIZE = 50
+LIST_MAX_PAGES = 20
 
 
 class DeepsetJob(BaseModel):
@@ -136,8 +144,112 @@ class DeepsetProvider(Provider):
         )
         self.ensure_found(response, job)
         if response.status_code != 200:
-            raise self.unexpected(response)
+            raise self.tracking_failure(response)
         return map_status(_parse(self.body(response)))
+
+    def find_created(self, params: DeepsetParams, since: datetime) -> CreatedJob | None:
+        """The job an ambiguous create of these params made, if the workspace shows one.
+
+        A job is ours when it is in the same workspace, has the same `pipeline_id`, `name`
+        and `execution_mode`, and was created at or after `since`; among several, the
+        earliest (the first attempt is the earliest moment ours can exist). deepset stores
+        nothing that ties a job to our request id, so a job another producer (or another
+        request) created with the same pipeline and name in that window would be adopted
+        instead: that is the residual risk, small because `name` is the producer's own.
+        A listing that cannot be read is raised (the record is retried later): creating
+        again without having looked could make a second job.
+        """
+        candidates: list[tuple[datetime, DeepsetJob]] = []
+        for page_number in range(1, LIST_MAX_PAGES + 1):
+            response = self.send(
+                "GET",
+                self._jobs_path(params.workspace_id),
+                idempotent=True,
+                params={"limit": LIST_PAGE_SIZE, "page_number": page_number},
+            )
+            if response.status_code in (403, 404):
+                # The workspace is gone or closed to us: the create will answer for good.
+                return None
+            if response.status_code != 200:
+                raise _listing_error(response)
+            jobs, has_more = _listing(self.body(response))
+            passed_window = False
+            for item in jobs:
+                created = _created_at(item)
+                if created is not None and created < since:
+                    passed_window = True  # newest first: the rest is older still
+                    continue
+                if created is not None and _same_job(item, params):
+                    job = _parse_or_none(item)
+                    if job is not None:
+                        candidates.append((created, job))
+            if passed_window or not has_more or len(jobs) < LIST_PAGE_SIZE:
+                break
+        else:
+            logger.warning(
+                "deepset job listing longer than reconciliation reads", pages=LIST_MAX_PAGES
+            )
+        if not candidates:
+            return None
+        if len(candidates) > 1:
+            logger.warning("several deepset jobs match an ambiguous create", count=len(candidates))
+        _, job = min(candidates, key=lambda pair: pair[0])
+        return CreatedJob(
+            remote_job_id=job.job_id,
+            locator={"workspace_id": str(params.workspace_id)},
+            report=map_status(job),
+        )
+
+
+def _listing(payload: Any) -> tuple[list[dict[str, Any]], bool]:
+    """(jobs, has_more) of one page: `{"data": [...], "has_more": ...}` or a bare list."""
+    items = payload.get("data") if isinstance(payload, dict) else payload
+    if not isinstance(items, list):
+        raise ProviderProtocolError("deepset answered a job listing we cannot read")
+    has_more = bool(payload.get("has_more", True)) if isinstance(payload, dict) else False
+    return [item for item in items if isinstance(item, dict)], has_more
+
+
+def _same_job(item: dict[str, Any], params: DeepsetParams) -> bool:
+    """Same pipeline, name and execution mode as the params (a mode the listing omits is
+    not held against the job)."""
+    try:
+        pipeline = UUID(str(item.get("pipeline_id")))
+    except ValueError:
+        return False
+    mode = item.get("execution_mode")
+    return (
+        pipeline == params.pipeline_id
+        and item.get("name") == params.name
+        and (mode is None or mode == params.execution_mode)
+    )
+
+
+def _created_at(item: dict[str, Any]) -> datetime | None:
+    """The job's `created_at` as an aware time (UTC when the provider omits the zone)."""
+    value = item.get("created_at")
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def _listing_error(response: httpx.Response) -> Exception:
+    if response.status_code == 401:
+        return ConfigurationError("deepset refused the API key (401)")
+    return ProviderProtocolError(
+        f"deepset answered {response.status_code} to the job listing reconciliation needs"
+    )
+
+
+def _parse_or_none(payload: Any) -> DeepsetJob | None:
+    try:
+        return DeepsetJob.model_validate(payload)
+    except ValidationError:
+        return None
 
 
 def _parse(payload: Any) -> DeepsetJob:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -34,6 +35,11 @@ LOG_TAIL_BYTES = 4096
 DEFAULT_TOKEN_URL = "https://identity.matatika.com/oauth/token"  # noqa: S105 - a URL
 DEFAULT_AUDIENCE = "https://app.matatika.com/api"
 TOKEN_REFRESH_MARGIN_SECONDS = 300
+# Reconciliation reads the pipeline's jobs newest first (`sort=created,desc`; the HAL
+# `_embedded.jobs` collection and its paging are assumed) until a job is older than the
+# window, or this many pages.
+LIST_PAGE_SIZE = 50
+LIST_MAX_PAGES = 10
 
 
 class MatatikaJob(BaseModel):
@@ -168,6 +174,61 @@ class MatatikaProvider(Provider):
             report=map_status(job),
         )
 
+    def find_created(self, params: MatatikaParams, since: datetime) -> CreatedJob | None:
+        """The job an ambiguous create of this pipeline made, if the pipeline lists one.
+
+        A job is ours when it is a `PIPELINE_RUN` of the same pipeline created at or after
+        `since`; among several, the earliest (the first attempt is the earliest moment ours
+        can exist). A pipeline run carries nothing of the request, so a run another
+        producer (or a schedule inside Matatika, or a person in the app) started on the same
+        pipeline in that window would be adopted instead: the residual risk. It is smaller
+        than it looks: Matatika runs one job per pipeline at a time and refuses a second
+        create while one runs (409), so a foreign run inside the window has to have ended
+        before ours could start. A listing that cannot be read is raised (the record is
+        retried later): creating again without having looked could make a second job.
+        """
+        path = f"/api/pipelines/{segment(params.pipeline_id)}/jobs"
+        candidates: list[tuple[datetime, MatatikaJob]] = []
+        for page in range(LIST_MAX_PAGES):
+            response = self.send(
+                "GET",
+                path,
+                idempotent=True,
+                params={"page": page, "size": LIST_PAGE_SIZE, "sort": "created,desc"},
+            )
+            if response.status_code in (403, 404):
+                # The pipeline is gone or closed to us: the create will answer for good.
+                return None
+            if response.status_code != 200:
+                raise _listing_error(response)
+            jobs, last_page = _listing(self.body(response))
+            passed_window = False
+            for item in jobs:
+                created = _created_at(item)
+                if created is not None and created < since:
+                    passed_window = True  # newest first: the rest is older still
+                    continue
+                job = _parse_or_none(item)
+                if created is None or job is None or (job.type or "PIPELINE_RUN") != "PIPELINE_RUN":
+                    continue
+                candidates.append((created, job))
+            if passed_window or last_page or len(jobs) < LIST_PAGE_SIZE:
+                break
+        else:
+            logger.warning(
+                "matatika job listing longer than reconciliation reads", pages=LIST_MAX_PAGES
+            )
+        if not candidates:
+            return None
+        if len(candidates) > 1:
+            logger.warning("several matatika jobs match an ambiguous create", count=len(candidates))
+        _, job = min(candidates, key=lambda pair: pair[0])
+        return CreatedJob(
+            remote_job_id=job.id,
+            locator={"pipeline_id": params.pipeline_id},
+            report=map_status(job),
+        )
+
     def get_status(self, job: JobRef) -> StatusReport:
         response = self.send(
             "GET",
@@ -178,7 +239,7 @@ class MatatikaProvider(Provider):
         )
         self.ensure_found(response, job)
         if response.status_code != 200:
-            raise self.unexpected(response)
+            raise self.tracking_failure(response)
         report = map_status(_parse(self.body(response)))
         if report.status is JobStatus.FAILED:
             tail = self.log_tail(job)
@@ -219,6 +280,53 @@ class MatatikaProvider(Provider):
         if response.status_code in (404, 410):
             return False
         raise self.unexpected(response)
+
+
+def _listing(payload: Any) -> tuple[list[dict[str, Any]], bool]:
+    """(jobs, is the last page) of a HAL collection; Spring leaves `_embedded` out when the
+    page is empty."""
+    # Without `_embedded` and without `page`, the body is not a (possibly empty) collection.
+    if not isinstance(payload, dict) or not ({"_embedded", "page"} & payload.keys()):
+        raise ProviderProtocolError("matatika answered a job listing we cannot read")
+    embedded = payload.get("_embedded") or {}
+    items = embedded.get("jobs", []) if isinstance(embedded, dict) else None
+    if not isinstance(items, list):
+        raise ProviderProtocolError("matatika answered a job listing we cannot read")
+    page = payload.get("page")
+    last_page = True
+    if isinstance(page, dict):
+        try:
+            last_page = int(page.get("number", 0)) + 1 >= int(page.get("totalPages", 0))
+        except (TypeError, ValueError):
+            last_page = True
+    return [item for item in items if isinstance(item, dict)], last_page
+
+
+def _created_at(item: dict[str, Any]) -> datetime | None:
+    """The job's `created` time as an aware time (UTC when the provider omits the zone)."""
+    value = item.get("created")
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def _listing_error(response: httpx.Response) -> Exception:
+    if response.status_code == 401:
+        return ConfigurationError("matatika refused the API key (401)")
+    return ProviderProtocolError(
+        f"matatika answered {response.status_code} to the job listing reconciliation needs"
+    )
+
+
+def _parse_or_none(payload: Any) -> MatatikaJob | None:
+    try:
+        return MatatikaJob.model_validate(payload)
+    except ValidationError:
+        return None
 
 
 def _parse(payload: Any) -> MatatikaJob:

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from jobrelay.errors import FieldProblem, ProviderProtocolError
+from jobrelay.errors import (
+    ConfigurationError,
+    FieldProblem,
+    ProviderProtocolError,
+    ProviderRejected,
+)
 from jobrelay.models import ErrorInfo, JobRef, JobStatus, PixxelParams, StatusReport
 from jobrelay.observability import logger
 from jobrelay.providers.base import REJECTING_STATUS, CreatedJob, Provider, segment
@@ -19,6 +26,11 @@ STATUS_MAP: dict[str, JobStatus] = {
     "running": JobStatus.RUNNING,
 }
 _unknown_seen: set[str] = set()
+# Reconciliation narrows the (unpaginated) workflow job list with one `created_on` filter per
+# UTC day of the window (assumed: the docs name the filter, not its format; the emulator
+# matches a `YYYY-MM-DD` prefix of `created_at`). A window over this many days is listed
+# unfiltered instead.
+CREATED_ON_MAX_DAYS = 3
 
 
 class PixxelTask(BaseModel):
@@ -165,6 +177,58 @@ class PixxelProvider(Provider):
             report=map_status(job),
         )
 
+    def find_created(self, params: PixxelParams, since: datetime) -> CreatedJob | None:
+        """The job an ambiguous create of this workflow made, if the workflow lists one.
+
+        A job is ours when it belongs to the same workflow and was created at or after
+        `since`; among several, the earliest (the first attempt is the earliest moment ours
+        can exist). Pixxel jobs carry nothing of the request (a create has no body) and not
+        even the `project_id`, and jobrelay does not know the `created_by` user its key maps
+        to, so any job another producer starts on the same workflow in that window, with
+        any key, would be adopted instead: the residual risk. A job found with `val_errors`
+        is refused as the create would have been. A listing that cannot be read is raised
+        (the record is retried later): creating again without having looked could make a
+        second job.
+        """
+        candidates: list[tuple[datetime, PixxelJob]] = []
+        for created_on in _created_on_filters(since, datetime.now(UTC)):
+            query = {"created_on": created_on} if created_on else {}
+            response = self.send(
+                "GET", self._jobs_path(params.workflow_id), idempotent=True, params=query
+            )
+            if response.status_code in (403, 404):
+                # The workflow is gone or closed to us: the create will answer for good.
+                return None
+            if response.status_code != 200:
+                raise _listing_error(response)
+            payload = self.body(response)
+            items = payload.get("jobs") if isinstance(payload, dict) else None
+            if not isinstance(items, list):
+                raise ProviderProtocolError("pixxel answered a job listing we cannot read")
+            for item in items:
+                job = _listed_job(item, params.workflow_id)
+                created = _created_at(item)
+                if job is not None and created is not None and created >= since:
+                    candidates.append((created, job))
+        if not candidates:
+            return None
+        if len(candidates) > 1:
+            logger.warning("several pixxel jobs match an ambiguous create", count=len(candidates))
+        _, job = min(candidates, key=lambda pair: pair[0])
+        if job.val_errors:
+            problems = _val_problems(job.val_errors)
+            raise ProviderRejected(
+                "pixxel refused the request: the workflow is invalid: "
+                + "; ".join(p.message for p in problems),
+                status_code=200,
+                problems=problems,
+            )
+        return CreatedJob(
+            remote_job_id=job.id,
+            locator={"workflow_id": params.workflow_id},
+            report=map_status(job),
+        )
+
     def get_status(self, job: JobRef) -> StatusReport:
         workflow_id = job.locator.get("workflow_id", "")
         response = self.send(
@@ -172,8 +236,49 @@ class PixxelProvider(Provider):
         )
         self.ensure_found(response, job)
         if response.status_code != 200:
-            raise self.unexpected(response)
+            raise self.tracking_failure(response)
         return map_status(_parse(self.body(response)))
+
+
+def _created_on_filters(since: datetime, now: datetime) -> list[str | None]:
+    """One `created_on` value per UTC day from `since` to `now`; `[None]` (no filter) when
+    the window spans more than `CREATED_ON_MAX_DAYS` days."""
+    first, last = since.astimezone(UTC).date(), now.astimezone(UTC).date()
+    days = (last - first).days + 1
+    if days > CREATED_ON_MAX_DAYS:
+        return [None]
+    return [(first + timedelta(days=n)).isoformat() for n in range(max(1, days))]
+
+
+def _listed_job(item: Any, workflow_id: str) -> PixxelJob | None:
+    """A listed job of this workflow, or None when it is unreadable or another workflow's."""
+    try:
+        job = PixxelJob.model_validate(item)
+    except ValidationError:
+        return None
+    if job.workflow_id is not None and job.workflow_id != workflow_id:
+        return None
+    return job
+
+
+def _created_at(item: Any) -> datetime | None:
+    """The job's `created_at` as an aware time (UTC when the provider omits the zone)."""
+    value = item.get("created_at") if isinstance(item, dict) else None
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def _listing_error(response: httpx.Response) -> Exception:
+    if response.status_code == 401:
+        return ConfigurationError("pixxel refused the API key (401)")
+    return ProviderProtocolError(
+        f"pixxel answered {response.status_code} to the job listing reconciliation needs"
+    )
 
 
 def _parse(payload: Any) -> PixxelJob:

@@ -1,0 +1,101 @@
+"""`python -m bench` (`make bench`): every section in one run, one table, `bench/results.json`.
+
+Sections: (1) CreateJob batches, (2) cold starts and the layer's size, (3) tracking cost,
+(4) local stack throughput for `--jobs` short jobs (1,000). Section 4 gets what is left of
+`--budget` (500 s, so a run stays under 10 minutes with room for `make setup`) and says so
+when that runs out first. Each section runs in a process of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import coldstart, createjob, throughput, tracking
+from bench.report import render, targets
+
+RESULTS = Path(__file__).resolve().parent / "results.json"
+
+
+SECTIONS = ("createjob", "tracking", "coldstart", "throughput")
+
+
+def section(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    if name == "createjob":
+        return createjob.run()
+    if name == "tracking":
+        return tracking.run()
+    if name == "coldstart":
+        return coldstart.run(args.rounds)
+    return throughput.run(args.jobs, args.budget)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--jobs", type=int, default=1000, help="short jobs for section 4")
+    parser.add_argument("--budget", type=float, default=500.0, help="seconds for the whole run")
+    parser.add_argument("--rounds", type=int, default=9, help="cold starts per handler")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--section", choices=SECTIONS, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.section:
+        # One section per process: each local stack patches moto, boto3 and Powertools
+        # caches in its process, and the cold starts need a moto server, not the mock.
+        args.output.write_text(json.dumps(section(args.section, args), default=str))
+        return 0
+
+    started = time.perf_counter()
+    results: dict[str, Any] = {
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+        },
+    }
+    with tempfile.TemporaryDirectory(prefix="jobrelay-bench-") as scratch:
+        for name in SECTIONS:
+            print(f"bench: {name}...", file=sys.stderr, flush=True)
+            output = Path(scratch) / f"{name}.json"
+            section_started = time.perf_counter()
+            # The last section gets what is left of the budget, less its start and stop.
+            left = args.budget - (section_started - started) - 25
+            subprocess.run(  # noqa: S603 - this interpreter running this module
+                [
+                    sys.executable,
+                    "-m",
+                    "bench",
+                    "--section",
+                    name,
+                    "--output",
+                    str(output),
+                    "--jobs",
+                    str(args.jobs),
+                    "--rounds",
+                    str(args.rounds),
+                    "--budget",
+                    str(max(60.0, left)),
+                ],
+                check=True,
+            )
+            results[name] = json.loads(output.read_text())
+            results[name]["bench_seconds"] = time.perf_counter() - section_started
+    results["targets"] = targets(results)
+    results["bench_seconds"] = time.perf_counter() - started
+    args.output.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(render(results))
+    print(f"\nresults: {args.output}  ({results['bench_seconds']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

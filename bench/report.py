@@ -1,0 +1,198 @@
+"""The bench's one table and its targets, from the results of one run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+BATCH_TARGET = 1.25
+COLD_START_TARGET = 1.3
+TRACKING_TARGET = 0.2
+HANDLERS = ("CreateJob", "PollJobStatus", "PublishOutcome")
+
+
+def _target(name: str, ratio: float, target: float, **extra: Any) -> dict[str, Any]:
+    met = ratio <= target and all(v for k, v in extra.items() if k.endswith("_met"))
+    return {"name": name, "ratio": round(ratio, 3), "target": target, "met": met, **extra}
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    found = []
+    batch10 = next(b for b in results["createjob"]["batches"] if b["records"] == 10)
+    found.append(
+        _target(
+            "CreateJob batch of 10 at 200 ms latency vs its slowest single call",
+            batch10["batch_to_slowest_single"],
+            BATCH_TARGET,
+        )
+    )
+    for handler in HANDLERS:
+        found.append(
+            _target(
+                f"{handler} cold start vs a bare import boto3 plus one client",
+                results["coldstart"][handler]["to_baseline"],
+                COLD_START_TARGET,
+            )
+        )
+    mix = results["tracking"]["mixes"]["mix"]["jobrelay"]
+    found.append(
+        _target(
+            "tracking: state transitions per job-hour vs fixed 30 s polling, "
+            "p95 detection lag within max(30 s, 10%)",
+            mix["transitions_per_job_hour_to_fixed_30"],
+            TRACKING_TARGET,
+            p95_lag_to_bound=round(mix["lag_to_bound_p95"], 3),
+            p95_lag_met=mix["lag_to_bound_p95"] <= 1.0,
+        )
+    )
+    return found
+
+
+def _verdict(target: dict[str, Any]) -> str:
+    if target["met"]:
+        return f"<= {target['target']}x: met"
+    if target["ratio"] > target["target"]:
+        return f"<= {target['target']}x: MISSED by {100 * (target['ratio'] / target['target'] - 1):.0f}%"
+    return f"<= {target['target']}x, p95 lag within bound: MISSED (p95 lag {target['p95_lag_to_bound']}x bound)"
+
+
+def _s(seconds: float) -> str:
+    return f"{seconds:.2f} s" if seconds < 100 else f"{seconds:.0f} s"
+
+
+def render(results: dict[str, Any]) -> str:
+    batch_goal = results["targets"][0]
+    by_handler = {t["name"].split(" ")[0]: t for t in results["targets"]}
+    rows: list[tuple[str, str, str, str, str]] = []
+
+    create = results["createjob"]
+    for batch in create["batches"]:
+        verdict = _verdict(batch_goal) if batch["records"] == 10 else ""
+        rows.append(
+            (
+                f"(1) CreateJob, batch of {batch['records']}, provider latency 200 ms",
+                _s(batch["batch_seconds"]),
+                f"slowest single call {_s(batch['slowest_single_seconds'])}; "
+                f"sequential {_s(batch['sequential_seconds'])}",
+                f"{batch['batch_to_slowest_single']:.2f}x slowest; "
+                f"{batch['batch_to_sequential']:.2f}x sequential",
+                verdict,
+            )
+        )
+
+    cold = results["coldstart"]
+    base = cold["baseline"]
+    for handler in HANDLERS:
+        figures = cold[handler]
+        rows.append(
+            (
+                f"(2) {handler} cold start (new process to first event handled)",
+                f"{_s(figures['median_seconds'])}, {figures['peak_memory_mb']:.0f} MB "
+                f"(import {_s(figures['import_seconds'])} + event "
+                f"{_s(figures['first_event_seconds'])})",
+                f"import boto3 + one client {_s(base['median_seconds'])}, "
+                f"{base['peak_memory_mb']:.0f} MB",
+                f"{figures['to_baseline']:.2f}x time; "
+                f"{figures['peak_memory_mb'] / base['peak_memory_mb']:.2f}x memory",
+                _verdict(by_handler[handler]),
+            )
+        )
+    layer = cold["layer"]
+    rows.append(
+        (
+            "(2) CommonLayer, zipped",
+            f"{layer['zipped_bytes'] / 1e6:.1f} MB",
+            f"of which {layer['runtime_provided_zipped_bytes'] / 1e6:.1f} MB the Lambda "
+            f"runtime already has ({', '.join(layer['runtime_provided_in_layer'])})",
+            "",
+            "",
+        )
+    )
+
+    track = results["tracking"]
+    measured = track["measured"]
+    rows.append(
+        (
+            "(3) a poll round, counted in real executions",
+            f"{measured['transitions_per_round']:.1f} transitions, "
+            f"{measured['history_events_per_round']:.0f} history events",
+            f"+ {measured['transitions_per_execution']:.1f} transition per execution "
+            f"({measured['executions']} executions)",
+            "",
+            "",
+        )
+    )
+    tracking_goal = results["targets"][-1]
+    for mix_name, label in (
+        ("mix", "mix (2/3 with provider hints)"),
+        ("without hints", "without hints"),
+        ("with hints", "with hints"),
+    ):
+        mix = track["mixes"][mix_name]
+        ours, f30, f60 = mix["jobrelay"], mix["fixed 30 s"], mix["fixed 60 s"]
+        rows.append(
+            (
+                f"(3) tracking {track['jobs_per_mix']} jobs 1 min-6 h, {label}: "
+                "transitions/job-hour",
+                f"{ours['transitions_per_job_hour']:.1f}",
+                f"fixed 30 s {f30['transitions_per_job_hour']:.1f}; "
+                f"fixed 60 s {f60['transitions_per_job_hour']:.1f}",
+                f"{ours['transitions_per_job_hour_to_fixed_30']:.3f}x fixed 30 s",
+                _verdict(tracking_goal) if mix_name == "mix" else "(breakdown)",
+            )
+        )
+        if mix_name != "mix":
+            continue
+        rows.extend(
+            [
+                (
+                    "(3)   polls / transitions per job",
+                    f"{ours['polls_per_job']:.1f} / {ours['transitions_per_job']:.1f}",
+                    f"fixed 30 s {f30['polls_per_job']:.1f} / {f30['transitions_per_job']:.1f}; "
+                    f"fixed 60 s {f60['polls_per_job']:.1f} / {f60['transitions_per_job']:.1f}",
+                    "",
+                    "",
+                ),
+                (
+                    "(3)   detection lag p50 / p95",
+                    f"{_s(ours['lag_p50_seconds'])} / {_s(ours['lag_p95_seconds'])}",
+                    f"fixed 30 s {_s(f30['lag_p50_seconds'])} / {_s(f30['lag_p95_seconds'])}; "
+                    f"fixed 60 s {_s(f60['lag_p50_seconds'])} / {_s(f60['lag_p95_seconds'])}",
+                    f"p95 of lag / max(30 s, 10%): {ours['lag_to_bound_p95']:.2f} "
+                    f"(fixed 30 s {f30['lag_to_bound_p95']:.2f}; "
+                    f"60 s {f60['lag_to_bound_p95']:.2f})",
+                    "",
+                ),
+                (
+                    "(3)   $ per 1,000 jobs (transitions + poll Lambda)",
+                    f"${ours['dollars_per_1000_jobs']:.2f}",
+                    f"fixed 30 s ${f30['dollars_per_1000_jobs']:.2f}; "
+                    f"fixed 60 s ${f60['dollars_per_1000_jobs']:.2f}",
+                    f"{ours['dollars_per_1000_jobs'] / f30['dollars_per_1000_jobs']:.2f}x fixed 30 s",
+                    "",
+                ),
+            ]
+        )
+
+    flow = results["throughput"]
+    arrived = sum(flow["outcomes"].values())
+    ran = f"{flow['jobs']} short jobs"
+    if flow["jobs"] < 1000:
+        ran += " (fewer than the 1,000 asked: --jobs)"
+    if flow["without_outcome"]:
+        ran += (
+            f", {arrived} of them within the {flow['budget_seconds']:.0f}-s budget left "
+            "(10-minute limit)"
+        )
+    rows.append(
+        (
+            f"(4) local stack, queue to outcome, {ran}",
+            f"{flow['requests_per_second']:.1f} requests/s",
+            f"{_s(flow['seconds'])} for {arrived} outcomes, {flow['without_outcome']} without",
+            "",
+            "",
+        )
+    )
+    header = ("measure", "jobrelay", "comparison (same run)", "ratio", "target")
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(cell or " " for cell in row) + " |" for row in rows]
+    return "\n".join(out)

@@ -1,0 +1,628 @@
+"""The fault scenarios and the run that plays them all at once on one local stack.
+
+Every scenario has its own pipeline/workflow (and, for deepset, its own workspace), so its
+faults are scoped by URL path and the scenarios run side by side: one request each, delivered
+by CreateJob batches driven here (as Lambda's SQS poller would), tracked by the real state
+machine, judged afterwards by `invariant.check_invariant`. Faults on calls whose path holds
+only the remote job id (Matatika's get, stop and logs) are installed the moment the job
+exists, before its first poll is due.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pytest
+from jobrelay.models import OutcomeEvent, TrackerState
+from jobrelay.polling import JobPoller
+from jobrelay.ports import DeadLetterQueue, JobLedger, OutcomePublisher, TrackerStarter
+from jobrelay_local.emulators import Fault
+
+from tests.faults.invariant import InvariantReport, RequestUnderTest, Verdict, check_invariant
+from tests.integration.conftest import Harness
+
+Call = Literal["create", "get", "cancel", "logs", "aws"]
+SUCCEEDED = "jobrelay.job.succeeded"
+FAILED = "jobrelay.job.failed"
+TIMED_OUT = "jobrelay.job.timed_out"
+REJECTED = "jobrelay.job.rejected"
+# The suite deploys the template with HttpTimeoutSeconds=2 (see conftest): a read timeout
+# needs an answer later than that.
+HTTP_TIMEOUT_SECONDS = 2.0
+READ_TIMEOUT_DELAY = HTTP_TIMEOUT_SECONDS + 0.5
+NAMESPACE = uuid.UUID("2d0f5c8e-61a4-4c4e-9d7b-3f1e0a9b8c7d")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One request, one fault (or one AWS-side failure), one expected outcome."""
+
+    id: str
+    provider: str
+    call: Call
+    fault: dict[str, Any] | None = None
+    behaviour: dict[str, Any] = field(default_factory=dict)
+    deadline_seconds: int = 60
+    expect: str = SUCCEEDED
+    error_code: str | None = None
+    # Creates the provider receives: 1 means an ambiguous create was adopted, not repeated.
+    creates: int | None = None
+    cancelled_remotely: bool | None = None
+    copies: int = 1  # the same message sent this many times (concurrent duplicates)
+    body: dict[str, Any] | None = None  # replaces the generated request (AWS scenarios)
+    # A second fault, on the job listing reconciliation reads before it creates again.
+    listing_fault: dict[str, Any] | None = None
+    known_bug: str | None = None
+
+    @property
+    def request_id(self) -> str:
+        return f"ft-{self.id}"
+
+    @property
+    def target(self) -> str:
+        """The emulator target: the pipeline or workflow this scenario alone uses."""
+        if self.provider == "deepset":
+            return str(uuid.uuid5(NAMESPACE, f"{self.id}/pipeline"))
+        return f"{'wf' if self.provider == 'pixxel' else 'pl'}-{self.id}"
+
+    @property
+    def workspace(self) -> str:
+        return str(uuid.uuid5(NAMESPACE, f"{self.id}/workspace"))
+
+    def request(self) -> dict[str, Any]:
+        if self.body is not None:
+            return {"request_id": self.request_id, **self.body}
+        params: dict[str, Any]
+        if self.provider == "deepset":
+            params = {
+                "workspace_id": self.workspace,
+                "name": f"fault {self.id}",
+                "pipeline_id": self.target,
+                "execution_mode": "ACROSS_FILES",
+                "queries": [{"query": "q1"}, {"query": "q2"}],
+            }
+        elif self.provider == "pixxel":
+            params = {"workflow_id": self.target, "project_id": "proj-faults"}
+        else:
+            params = {"pipeline_id": self.target}
+        return {
+            "request_id": self.request_id,
+            "provider": self.provider,
+            "params": params,
+            "tracking": {"deadline_seconds": self.deadline_seconds},
+            "metadata": {"scenario": self.id},
+        }
+
+    def fault_path(self, job_id: str | None = None) -> str | None:
+        """The path regex that scopes this scenario's fault; None until the job id is known
+        for calls addressed by job id alone (Matatika's get, stop and logs)."""
+        target = re.escape(self.target)
+        if self.call == "create":
+            return {
+                "deepset": rf"^/api/v2/workspaces/{re.escape(self.workspace)}/jobs$",
+                "pixxel": rf"^/v0/workflows/{target}/jobs$",
+                "matatika": rf"^/api/pipelines/{target}/jobs$",
+            }[self.provider]
+        if self.call == "get" and self.provider == "deepset":
+            return rf"^/api/v2/workspaces/{re.escape(self.workspace)}/jobs/[^/]+$"
+        if self.call == "get" and self.provider == "pixxel":
+            return rf"^/v0/workflows/{target}/jobs/[^/]+$"
+        if job_id is None:
+            return None
+        suffix = {"get": "", "cancel": "/stopped", "logs": "/logs"}[self.call]
+        return rf"^/api/jobs/{re.escape(job_id)}{suffix}$"
+
+    def listing_path(self) -> str:
+        return {
+            "deepset": rf"^/api/v2/workspaces/{re.escape(self.workspace)}/jobs$",
+            "pixxel": rf"^/v0/workflows/{re.escape(self.target)}/jobs$",
+            "matatika": rf"^/api/pipelines/{re.escape(self.target)}/jobs$",
+        }[self.provider]
+
+    def fault_method(self) -> str:
+        return {"create": "POST", "get": "GET", "cancel": "PUT", "logs": "GET"}[self.call]
+
+
+# ------------------------------------------------------------------ the faults
+# name -> Fault fields (`after`: the provider acts first, then the fault replaces its answer)
+STATUS_FAULTS: dict[str, dict[str, Any]] = {
+    "500": {"status": [500]},
+    "502": {"status": [502]},
+    "503": {"status": [503]},
+    "504": {"status": [504]},
+    "429-retry-after": {"status": [429], "retry_after": "1"},
+    # three in a row: more than one call's own retries, so the next layer has to retry
+    "429-no-retry-after": {"status": [429, 429, 429]},
+}
+TRANSPORT_FAULTS: dict[str, dict[str, Any]] = {
+    "connection-dropped": {"action": "drop"},
+    "reset-mid-response": {"action": "reset"},
+    "read-timeout": {"action": "delay", "delay": READ_TIMEOUT_DELAY},
+    "malformed-json": {"action": "malformed"},
+    "empty-body": {"action": "empty"},
+}
+# On a create, these answer after the provider made the job: the ambiguous creates that
+# reconciliation must adopt. The others are refusals the provider answers before acting.
+AFTER_CREATING = {"500", "502", "504", *TRANSPORT_FAULTS}
+PROVIDERS = ("deepset", "pixxel", "matatika")
+UNKNOWN_STATUS = {"deepset": "SUSPENDED", "pixxel": "paused", "matatika": "THROTTLED"}
+
+
+def create_scenarios() -> list[Scenario]:
+    found: list[Scenario] = []
+    quick = {"queued": 0.2, "duration": 1.5}
+    for provider in PROVIDERS:
+        for name, fault in {**STATUS_FAULTS, **TRANSPORT_FAULTS}.items():
+            after = name in AFTER_CREATING
+            found.append(
+                Scenario(
+                    id=f"{provider}-create-{name}",
+                    provider=provider,
+                    call="create",
+                    fault={**fault, "after": after},
+                    behaviour=quick,
+                    creates=1 if after else None,
+                )
+            )
+        found += [
+            Scenario(
+                # the retry cannot read the job listing at first: it must not create blindly
+                id=f"{provider}-create-502-then-listing-503",
+                provider=provider,
+                call="create",
+                fault={"status": [502], "after": True},
+                listing_fault={"status": [503, 503, 503]},
+                behaviour=quick,
+                creates=1,
+            ),
+            Scenario(
+                id=f"{provider}-create-502-before-creating",
+                provider=provider,
+                call="create",
+                fault={"status": [502]},
+                behaviour=quick,
+                creates=2,
+            ),
+            Scenario(
+                id=f"{provider}-create-401-then-success",
+                provider=provider,
+                call="create",
+                fault={"status": [401]},
+                behaviour=quick,
+                creates=2,
+            ),
+            Scenario(
+                id=f"{provider}-create-403",
+                provider=provider,
+                call="create",
+                fault={"status": [403]},
+                expect=REJECTED,
+                error_code="PROVIDER_REJECTED",
+            ),
+            Scenario(
+                id=f"{provider}-create-404",
+                provider=provider,
+                call="create",
+                fault={"status": [404]},
+                expect=REJECTED,
+                error_code="PROVIDER_REJECTED",
+            ),
+        ]
+    return found
+
+
+def get_scenarios() -> list[Scenario]:
+    found: list[Scenario] = []
+    # Long enough for several polls, so a fault installed at creation meets one.
+    running = {"queued": 0.2, "duration": 4.0}
+    for provider in PROVIDERS:
+        for name, fault in {**STATUS_FAULTS, **TRANSPORT_FAULTS}.items():
+            found.append(
+                Scenario(
+                    id=f"{provider}-get-{name}",
+                    provider=provider,
+                    call="get",
+                    fault=fault,
+                    behaviour=running,
+                )
+            )
+        found += [
+            Scenario(
+                id=f"{provider}-get-never-seen-status",
+                provider=provider,
+                call="get",
+                behaviour={**running, "raw_status": UNKNOWN_STATUS[provider]},
+            ),
+            Scenario(
+                id=f"{provider}-get-401-then-success",
+                provider=provider,
+                call="get",
+                fault={"status": [401]},
+                behaviour=running,
+            ),
+            Scenario(
+                # A refused GET says nothing about the job: retried, the job still ends well.
+                id=f"{provider}-get-403-then-success",
+                provider=provider,
+                call="get",
+                fault={"status": [403]},
+                behaviour=running,
+            ),
+            Scenario(
+                id=f"{provider}-get-404-job-vanished",
+                provider=provider,
+                call="get",
+                fault={"status": [404], "count": 1000},
+                behaviour=running,
+                expect=FAILED,
+                error_code="JOB_NOT_FOUND",
+            ),
+            Scenario(
+                id=f"{provider}-get-stuck-forever",
+                provider=provider,
+                call="get",
+                behaviour={"queued": 0.0, "duration": 1.0, "stuck": True},
+                deadline_seconds=5,
+                expect=TIMED_OUT,
+                error_code="DEADLINE_EXCEEDED",
+                cancelled_remotely=provider == "matatika",
+            ),
+        ]
+    return found
+
+
+def matatika_scenarios() -> list[Scenario]:
+    """Matatika's stop (at the deadline) and logs (of a failed job) calls."""
+    found: list[Scenario] = []
+    faults = {**STATUS_FAULTS, **TRANSPORT_FAULTS, "401-then-success": {"status": [401]}}
+    for name, fault in {**faults, "403": {"status": [403]}, "404": {"status": [404]}}.items():
+        refused = name in ("403", "404")
+        found.append(
+            Scenario(
+                id=f"matatika-cancel-{name}",
+                provider="matatika",
+                call="cancel",
+                fault=fault,
+                behaviour={"queued": 0.0, "duration": 120.0},
+                deadline_seconds=5,
+                expect=TIMED_OUT,
+                cancelled_remotely=not refused,
+            )
+        )
+        found.append(
+            Scenario(
+                id=f"matatika-logs-{name}",
+                provider="matatika",
+                call="logs",
+                fault=fault,
+                behaviour={"queued": 0.2, "duration": 4.0, "outcome": "failure"},
+                expect=FAILED,
+                error_code="JOB_FAILED",
+            )
+        )
+    return found
+
+
+def aws_scenarios() -> list[Scenario]:
+    quick = {"queued": 0.2, "duration": 1.5}
+    return [
+        Scenario(
+            id="aws-same-message-three-times",
+            provider="pixxel",
+            call="aws",
+            behaviour=quick,
+            copies=3,
+            creates=1,
+        ),
+        Scenario(
+            id="aws-ledger-write-fails-after-create",
+            provider="matatika",
+            call="aws",
+            behaviour=quick,
+            creates=1,
+        ),
+        Scenario(
+            id="aws-tracker-start-fails-after-create",
+            provider="deepset",
+            call="aws",
+            behaviour=quick,
+            creates=1,
+        ),
+        Scenario(id="aws-sns-publish-fails-once", provider="pixxel", call="aws", behaviour=quick),
+        Scenario(
+            id="aws-sns-publish-of-rejection-fails-once",
+            provider="matatika",
+            call="aws",
+            body={"provider": "matatika", "params": {"pipeline_id": ""}},
+            expect=REJECTED,
+            error_code="REQUEST_INVALID",
+        ),
+        Scenario(
+            id="aws-poll-task-throws",
+            provider="matatika",
+            call="aws",
+            behaviour={"queued": 0.2, "duration": 3.0},
+            expect=FAILED,
+            error_code="RuntimeError",
+        ),
+        Scenario(
+            id="aws-dlq-copy-fails-after-rejected-event",
+            provider="pixxel",
+            call="aws",
+            body={"provider": "pixxel", "params": {"workflow_id": "../x", "project_id": "p"}},
+            expect=REJECTED,
+            error_code="REQUEST_INVALID",
+        ),
+    ]
+
+
+SCENARIOS: list[Scenario] = [
+    *create_scenarios(),
+    *get_scenarios(),
+    *matatika_scenarios(),
+    *aws_scenarios(),
+]
+BY_ID = {scenario.id: scenario for scenario in SCENARIOS}
+assert len(BY_ID) == len(SCENARIOS), "scenario ids must be unique"
+
+
+# ------------------------------------------------------------------ AWS-side failures
+class Once:
+    """Fails the first call made for each armed request id, passes every other call."""
+
+    def __init__(self, *request_ids: str) -> None:
+        self.armed = set(request_ids)
+        self.fired: list[str] = []
+
+    def fire(self, request_id: str, error: Exception) -> None:
+        if request_id in self.armed:
+            self.armed.discard(request_id)
+            self.fired.append(request_id)
+            raise error
+
+
+@contextlib.contextmanager
+def aws_failures(scenario_ids: set[str]) -> Iterator[dict[str, Once]]:
+    """Patch the AWS ports (and the poll task) to fail once for the scenarios that ask."""
+
+    def rid(name: str) -> str:
+        return BY_ID[name].request_id
+
+    armed = {
+        "ledger": Once(*(rid(s) for s in scenario_ids & {"aws-ledger-write-fails-after-create"})),
+        "start": Once(*(rid(s) for s in scenario_ids & {"aws-tracker-start-fails-after-create"})),
+        "publish": Once(
+            *(
+                rid(s)
+                for s in scenario_ids
+                & {"aws-sns-publish-fails-once", "aws-sns-publish-of-rejection-fails-once"}
+            )
+        ),
+        "poll": Once(*(rid(s) for s in scenario_ids & {"aws-poll-task-throws"})),
+        "dlq": Once(*(rid(s) for s in scenario_ids & {"aws-dlq-copy-fails-after-rejected-event"})),
+    }
+    real_record = JobLedger.record_created
+    real_start = TrackerStarter.start
+    real_publish = OutcomePublisher.publish
+    real_poll = JobPoller.poll
+    real_send = DeadLetterQueue.send
+
+    def record_created(self: JobLedger, request_id: str, *args: Any, **kwargs: Any) -> None:
+        armed["ledger"].fire(request_id, ConnectionError("DynamoDB write failed"))
+        real_record(self, request_id, *args, **kwargs)
+
+    def start(self: TrackerStarter, state: TrackerState) -> tuple[str, bool]:
+        armed["start"].fire(state.job.request_id, ConnectionError("StartExecution throttled"))
+        return real_start(self, state)
+
+    def publish(self: OutcomePublisher, event: OutcomeEvent) -> str:
+        armed["publish"].fire(event.data.request_id, ConnectionError("SNS Publish failed"))
+        return real_publish(self, event)
+
+    def poll(self: JobPoller, state: TrackerState) -> TrackerState:
+        armed["poll"].fire(state.job.request_id, RuntimeError("poll task blew up"))
+        return real_poll(self, state)
+
+    def send(self: DeadLetterQueue, body: str, **kwargs: Any) -> str:
+        armed["dlq"].fire(kwargs["request_id"], ConnectionError("SQS SendMessage failed"))
+        return real_send(self, body, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(JobLedger, "record_created", record_created)
+        patch.setattr(TrackerStarter, "start", start)
+        patch.setattr(OutcomePublisher, "publish", publish)
+        patch.setattr(JobPoller, "poll", poll)
+        patch.setattr(DeadLetterQueue, "send", send)
+        yield armed
+
+
+# ------------------------------------------------------------------ the run
+@dataclass
+class ScenarioResult:
+    scenario: Scenario
+    fault: Fault | None
+    listing_fault: Fault | None
+    creates: int
+    report: InvariantReport
+
+    @property
+    def verdict(self) -> Verdict:
+        return self.report.verdicts[self.scenario.request_id]
+
+
+@dataclass
+class FaultRun:
+    """Everything one run of many scenarios leaves behind, for the tests to judge."""
+
+    results: dict[str, ScenarioResult]
+    report: InvariantReport
+    messages_sent: int
+    seconds: float
+    aws_fired: dict[str, list[str]]
+
+
+def play(harness: Harness, scenarios: list[Scenario], *, timeout: float = 150.0) -> FaultRun:
+    started = time.monotonic()
+    ids = {s.id for s in scenarios}
+    with aws_failures(ids) as armed:
+        faults, pending = _arrange(harness, scenarios)
+        with _installing_job_faults(harness, pending, faults):
+            sent = _send(harness, scenarios)
+            _deliver_until_drained(harness, started + timeout)
+            keys = [s.request_id for s in scenarios]
+            harness.local.wait_for_outcomes(
+                keys, timeout=max(1.0, started + timeout - time.monotonic())
+            )
+            _settle(harness, started + timeout)
+    requests = [
+        RequestUnderTest(
+            key=s.request_id,
+            message_ids=tuple(sent[s.id]),
+            provider=s.provider,
+            target=s.target,
+        )
+        for s in scenarios
+    ]
+    report = check_invariant(harness, requests)
+    results = {
+        s.id: ScenarioResult(
+            scenario=s,
+            fault=faults.get(s.id),
+            listing_fault=faults.get(f"{s.id}/listing"),
+            creates=harness.emulators[s.provider].creates_received(s.target),
+            report=report,
+        )
+        for s in scenarios
+    }
+    return FaultRun(
+        results=results,
+        report=report,
+        messages_sent=sum(len(m) for m in sent.values()),
+        seconds=time.monotonic() - started,
+        aws_fired={name: once.fired for name, once in armed.items()},
+    )
+
+
+def _arrange(
+    harness: Harness, scenarios: list[Scenario]
+) -> tuple[dict[str, Fault], list[Scenario]]:
+    faults: dict[str, Fault] = {}
+    pending: list[Scenario] = []
+    for scenario in scenarios:
+        if scenario.behaviour:
+            harness.emulators[scenario.provider].configure_target(
+                scenario.target, **scenario.behaviour
+            )
+        if scenario.listing_fault is not None:
+            faults[f"{scenario.id}/listing"] = harness.emulators[scenario.provider].add_fault(
+                Fault(method="GET", path=scenario.listing_path(), **scenario.listing_fault)
+            )
+        if scenario.fault is None:
+            continue
+        if scenario.fault_path() is None:
+            pending.append(scenario)
+        else:
+            faults[scenario.id] = _add_fault(harness, scenario, None)
+    return faults, pending
+
+
+def _add_fault(harness: Harness, scenario: Scenario, job_id: str | None) -> Fault:
+    assert scenario.fault is not None
+    fault = Fault(
+        method=scenario.fault_method(),
+        path=scenario.fault_path(job_id) or "",
+        **scenario.fault,
+    )
+    return harness.emulators[scenario.provider].add_fault(fault)
+
+
+@contextlib.contextmanager
+def _installing_job_faults(
+    harness: Harness, pending: list[Scenario], faults: dict[str, Fault]
+) -> Iterator[None]:
+    """Watch for the jobs of scenarios whose fault path needs the job id, and add each fault
+    the moment its job exists (from a thread: a CreateJob batch can outlast a short job)."""
+    stop = threading.Event()
+
+    def watch() -> None:
+        while pending and not stop.is_set():
+            for scenario in list(pending):
+                jobs = [
+                    job
+                    for job in harness.emulators[scenario.provider].jobs()
+                    if job["target"] == scenario.target
+                ]
+                if jobs:
+                    faults[scenario.id] = _add_fault(harness, scenario, jobs[0]["id"])
+                    pending.remove(scenario)
+            stop.wait(0.02)
+
+    watcher = threading.Thread(target=watch, name="job-fault-installer", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        watcher.join(timeout=5)
+
+
+def _send(harness: Harness, scenarios: list[Scenario]) -> dict[str, list[str]]:
+    """Send every request. Slow creates and the duplicated message go first, so they share
+    the first batches and no batch that starts a job-scoped scenario waits on them."""
+
+    def order(scenario: Scenario) -> int:
+        if scenario.copies > 1:
+            return 0
+        slow = scenario.call == "create" and scenario.id.endswith("read-timeout")
+        return 1 if slow else 2
+
+    sent: dict[str, list[str]] = {}
+    for scenario in sorted(scenarios, key=order):
+        body = json.dumps(scenario.request())
+        sent[scenario.id] = harness.send(*([body] * scenario.copies))
+    return sent
+
+
+def _deliver_until_drained(harness: Harness, deadline: float) -> None:
+    """Run CreateJob on the queue, batch after batch, until nothing is left or in flight."""
+    source = harness.local.source
+    assert source is not None
+    while time.monotonic() < deadline:
+        delivered = source.poll_once()
+        if not delivered:
+            if harness.queue_depth() == 0:
+                return
+            time.sleep(0.2)
+    raise AssertionError("the request queue did not drain in time")
+
+
+def _settle(harness: Harness, deadline: float) -> None:
+    """Let executions whose outcome is published finish their last transition."""
+    while time.monotonic() < deadline:
+        running = [
+            e
+            for page in harness.sfn.get_paginator("list_executions").paginate(
+                stateMachineArn=harness.stack.state_machine_arn, statusFilter="RUNNING"
+            )
+            for e in page["executions"]
+        ]
+        if not running:
+            return
+        time.sleep(0.5)
+
+
+__all__ = [
+    "SCENARIOS",
+    "FaultRun",
+    "Scenario",
+    "ScenarioResult",
+    "play",
+]
