@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -25,6 +25,17 @@ from jobrelay.secrets import SecretKey
 # Statuses a provider answers when it refuses a request for good (PROVIDERS.md, "Across
 # providers": never retry other 4xx).
 REJECTING_STATUS = frozenset({400, 403, 404, 405, 409, 410, 413, 415, 422})
+
+
+def aware_time(value: object) -> datetime | None:
+    """An ISO 8601 time from a provider as an aware time (UTC when the zone is omitted)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 def segment(value: object) -> str:
@@ -121,6 +132,14 @@ class Provider(ABC):
             )
         return ProviderProtocolError(
             f"{self.name} answered an unexpected {response.status_code} while tracking"
+        )
+
+    def listing_error(self, response: httpx.Response) -> Exception:
+        """A job listing (reconciliation) we cannot read: raised, never taken for "no job"."""
+        if response.status_code == 401:
+            return ConfigurationError(f"{self.name} refused the API key (401)")
+        return ProviderProtocolError(
+            f"{self.name} answered {response.status_code} to the job listing reconciliation needs"
         )
 
     def unexpected(self, response: httpx.Response) -> Exception:

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from jobrelay.errors import ConfigurationError, FieldProblem, ProviderProtocolError
+from jobrelay.errors import FieldProblem, ProviderProtocolError
 from jobrelay.models import DeepsetParams, ErrorInfo, JobRef, JobStatus, StatusReport
 from jobrelay.observability import logger
-from jobrelay.providers.base import REJECTING_STATUS, CreatedJob, Provider, segment
+from jobrelay.providers.base import REJECTING_STATUS, CreatedJob, Provider, aware_time, segment
 from jobrelay.providers.http import json_or_none
 
 STATUS_MAP: dict[str, JobStatus] = {
@@ -171,11 +170,11 @@ class DeepsetProvider(Provider):
                 # The workspace is gone or closed to us: the create will answer for good.
                 return None
             if response.status_code != 200:
-                raise _listing_error(response)
+                raise self.listing_error(response)
             jobs, has_more = _listing(self.body(response))
             passed_window = False
             for item in jobs:
-                created = _created_at(item)
+                created = aware_time(item.get("created_at"))
                 if created is not None and created < since:
                     passed_window = True  # newest first: the rest is older still
                     continue
@@ -222,26 +221,6 @@ def _same_job(item: dict[str, Any], params: DeepsetParams) -> bool:
         pipeline == params.pipeline_id
         and item.get("name") == params.name
         and (mode is None or mode == params.execution_mode)
-    )
-
-
-def _created_at(item: dict[str, Any]) -> datetime | None:
-    """The job's `created_at` as an aware time (UTC when the provider omits the zone)."""
-    value = item.get("created_at")
-    if not isinstance(value, str):
-        return None
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
-
-
-def _listing_error(response: httpx.Response) -> Exception:
-    if response.status_code == 401:
-        return ConfigurationError("deepset refused the API key (401)")
-    return ProviderProtocolError(
-        f"deepset answered {response.status_code} to the job listing reconciliation needs"
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -19,7 +19,7 @@ from jobrelay.errors import (
 )
 from jobrelay.models import ErrorInfo, JobRef, JobStatus, MatatikaParams, StatusReport
 from jobrelay.observability import logger
-from jobrelay.providers.base import REJECTING_STATUS, CreatedJob, Provider, segment
+from jobrelay.providers.base import REJECTING_STATUS, CreatedJob, Provider, aware_time, segment
 from jobrelay.providers.http import json_or_none
 
 STATUS_MAP: dict[str, JobStatus] = {
@@ -200,11 +200,11 @@ class MatatikaProvider(Provider):
                 # The pipeline is gone or closed to us: the create will answer for good.
                 return None
             if response.status_code != 200:
-                raise _listing_error(response)
+                raise self.listing_error(response)
             jobs, last_page = _listing(self.body(response))
             passed_window = False
             for item in jobs:
-                created = _created_at(item)
+                created = aware_time(item.get("created"))
                 if created is not None and created < since:
                     passed_window = True  # newest first: the rest is older still
                     continue
@@ -300,26 +300,6 @@ def _listing(payload: Any) -> tuple[list[dict[str, Any]], bool]:
         except (TypeError, ValueError):
             last_page = True
     return [item for item in items if isinstance(item, dict)], last_page
-
-
-def _created_at(item: dict[str, Any]) -> datetime | None:
-    """The job's `created` time as an aware time (UTC when the provider omits the zone)."""
-    value = item.get("created")
-    if not isinstance(value, str):
-        return None
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
-
-
-def _listing_error(response: httpx.Response) -> Exception:
-    if response.status_code == 401:
-        return ConfigurationError("matatika refused the API key (401)")
-    return ProviderProtocolError(
-        f"matatika answered {response.status_code} to the job listing reconciliation needs"
-    )
 
 
 def _parse_or_none(payload: Any) -> MatatikaJob | None:

@@ -6,18 +6,16 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from jobrelay.errors import (
-    ConfigurationError,
     FieldProblem,
     ProviderProtocolError,
     ProviderRejected,
 )
 from jobrelay.models import ErrorInfo, JobRef, JobStatus, PixxelParams, StatusReport
 from jobrelay.observability import logger
-from jobrelay.providers.base import REJECTING_STATUS, CreatedJob, Provider, segment
+from jobrelay.providers.base import REJECTING_STATUS, CreatedJob, Provider, aware_time, segment
 from jobrelay.providers.http import json_or_none
 
 STATUS_MAP: dict[str, JobStatus] = {
@@ -200,14 +198,14 @@ class PixxelProvider(Provider):
                 # The workflow is gone or closed to us: the create will answer for good.
                 return None
             if response.status_code != 200:
-                raise _listing_error(response)
+                raise self.listing_error(response)
             payload = self.body(response)
             items = payload.get("jobs") if isinstance(payload, dict) else None
             if not isinstance(items, list):
                 raise ProviderProtocolError("pixxel answered a job listing we cannot read")
             for item in items:
                 job = _listed_job(item, params.workflow_id)
-                created = _created_at(item)
+                created = aware_time(item.get("created_at")) if isinstance(item, dict) else None
                 if job is not None and created is not None and created >= since:
                     candidates.append((created, job))
         if not candidates:
@@ -259,26 +257,6 @@ def _listed_job(item: Any, workflow_id: str) -> PixxelJob | None:
     if job.workflow_id is not None and job.workflow_id != workflow_id:
         return None
     return job
-
-
-def _created_at(item: Any) -> datetime | None:
-    """The job's `created_at` as an aware time (UTC when the provider omits the zone)."""
-    value = item.get("created_at") if isinstance(item, dict) else None
-    if not isinstance(value, str):
-        return None
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
-
-
-def _listing_error(response: httpx.Response) -> Exception:
-    if response.status_code == 401:
-        return ConfigurationError("pixxel refused the API key (401)")
-    return ProviderProtocolError(
-        f"pixxel answered {response.status_code} to the job listing reconciliation needs"
-    )
 
 
 def _parse(payload: Any) -> PixxelJob:
