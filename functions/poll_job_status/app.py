@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from jobrelay.models import TrackerState
-from jobrelay.observability import logger, tracer
+from jobrelay.observability import capture_lambda_handler, logger
 from jobrelay.polling import default_policy
 from jobrelay.ports import get_tracker_starter
 from jobrelay.wiring import job_poller, provider_pool
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
+@capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     state = TrackerState.model_validate(event)
     logger.append_keys(

@@ -10,12 +10,12 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from jobrelay.models import TrackerState
-from jobrelay.observability import logger, tracer
+from jobrelay.observability import capture_lambda_handler, logger
 from jobrelay.wiring import publish_outcome_service
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
+@capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     state = TrackerState.model_validate(event)
     logger.append_keys(request_id=state.job.request_id, provider=state.job.provider)

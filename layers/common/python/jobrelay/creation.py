@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from jobrelay.errors import FieldProblem, ProviderRejected, RequestInvalid
@@ -27,6 +27,7 @@ from jobrelay.models import (
     JobRef,
     JobRequest,
     JobStatus,
+    LazyModel,
     PollResult,
     ProviderName,
     TrackerState,
@@ -42,7 +43,7 @@ RECONCILE_SKEW = timedelta(minutes=2)
 MAX_EVENT_PROBLEMS = 50
 
 
-class QueueMessage(BaseModel):
+class QueueMessage(LazyModel):
     """One SQS record as CreateJob sees it; `request_key` is the idempotency key."""
 
     message_id: str
@@ -54,7 +55,7 @@ class QueueMessage(BaseModel):
         return cls(message_id=message_id, body=body, request_key=request_key(message_id, body))
 
 
-class CreateResult(BaseModel):
+class CreateResult(LazyModel):
     outcome: Literal["created", "rejected", "validated"]
     request_id: str
     provider: str | None = None

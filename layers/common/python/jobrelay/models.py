@@ -54,7 +54,18 @@ ROUNDS_PER_EXECUTION = 500
 MAX_GENERATION = 99_999
 
 
-class _Contract(BaseModel):
+# Every model and adapter builds its validator on first use, once per process, not at
+# import: a handler then pays only for the models its first event touches (cold start).
+LAZY = ConfigDict(defer_build=True)
+
+
+class LazyModel(BaseModel):
+    """jobrelay's base model: validators built on first use (see `LAZY`)."""
+
+    model_config = LAZY
+
+
+class _Contract(LazyModel):
     """A model producers write: unknown fields are refused, strings are not coerced."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, frozen=True)
@@ -208,9 +219,9 @@ JobRequest = Annotated[
     DeepsetJobRequest | PixxelJobRequest | MatatikaJobRequest,
     Field(discriminator="provider"),
 ]
-JOB_REQUEST_ADAPTER: TypeAdapter[JobRequest] = TypeAdapter(JobRequest)
-REQUEST_ID_ADAPTER: TypeAdapter[str] = TypeAdapter(RequestId)
-METADATA_ADAPTER: TypeAdapter[dict[str, MetadataValue]] = TypeAdapter(Metadata)
+JOB_REQUEST_ADAPTER: TypeAdapter[JobRequest] = TypeAdapter(JobRequest, config=LAZY)
+REQUEST_ID_ADAPTER: TypeAdapter[str] = TypeAdapter(RequestId, config=LAZY)
+METADATA_ADAPTER: TypeAdapter[dict[str, MetadataValue]] = TypeAdapter(Metadata, config=LAZY)
 
 
 # ---------------------------------------------------------------- status
@@ -228,14 +239,14 @@ class JobStatus(StrEnum):
         return self not in (JobStatus.QUEUED, JobStatus.RUNNING)
 
 
-class ErrorInfo(BaseModel):
+class ErrorInfo(LazyModel):
     code: str
     message: str
     retryable: bool = False
     problems: list[dict[str, str]] = Field(default_factory=list)
 
 
-class StatusReport(BaseModel):
+class StatusReport(LazyModel):
     """What one provider GET tells us, already normalized by the adapter."""
 
     status: JobStatus
@@ -247,7 +258,7 @@ class StatusReport(BaseModel):
 
 
 # ---------------------------------------------------------------- what the tracker carries
-class JobRef(BaseModel):
+class JobRef(LazyModel):
     """The tracked job: everything the tracker needs to poll, cancel and report it."""
 
     request_id: RequestId
@@ -276,7 +287,7 @@ class JobRef(BaseModel):
     )
 
 
-class PollResult(BaseModel):
+class PollResult(LazyModel):
     """One tracker round: the normalized status and when to look again."""
 
     status: JobStatus
@@ -304,7 +315,7 @@ class PollResult(BaseModel):
     )
 
 
-class TrackerState(BaseModel):
+class TrackerState(LazyModel):
     """The state machine's document: `$.job`, `$.poll` and, after a Catch, `$.error`."""
 
     job: JobRef
@@ -340,7 +351,7 @@ EventType = Literal[
 ]
 
 
-class OutcomeData(BaseModel):
+class OutcomeData(LazyModel):
     request_id: str
     provider: str
     remote_job_id: str | None = None
@@ -354,7 +365,7 @@ class OutcomeData(BaseModel):
     metadata: dict[str, MetadataValue] = Field(default_factory=dict)
 
 
-class OutcomeEvent(BaseModel):
+class OutcomeEvent(LazyModel):
     """A CloudEvents 1.0 structured-mode JSON event (https://cloudevents.io)."""
 
     model_config = ConfigDict(populate_by_name=True)

@@ -1,5 +1,5 @@
-"""The one Powertools Logger, Tracer and metrics writer of jobrelay, shared by the handlers
-and the layer.
+"""The one Powertools Logger, the handlers' tracing and the metrics writer of jobrelay,
+shared by the handlers and the layer.
 
 One Logger instance (instead of per-module child loggers) means layer code logs with the
 handler's Lambda context and correlation keys whatever the import order, and never as an
@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.logging import Logger
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import (
@@ -24,7 +26,30 @@ SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "jobrelay")
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "jobrelay")
 
 logger = Logger(service=SERVICE)
-tracer = Tracer(service=SERVICE)
+
+Handler = TypeVar("Handler", bound=Callable[..., Any])
+
+
+def tracing_enabled() -> bool:
+    return os.environ.get("POWERTOOLS_TRACE_DISABLED", "false").strip().lower() not in (
+        "1",
+        "true",
+        "y",
+        "yes",
+        "t",
+        "on",
+    )
+
+
+def capture_lambda_handler(handler: Handler) -> Handler:
+    """Powertools `Tracer.capture_lambda_handler` when tracing is on; the handler as it is
+    otherwise (and the X-Ray SDK never imported)."""
+    if not tracing_enabled():
+        return handler
+    from aws_lambda_powertools import Tracer
+
+    return cast(Handler, Tracer(service=SERVICE).capture_lambda_handler(handler))
+
 
 OUTCOME_METRICS = {
     "SUCCEEDED": "JobsSucceeded",

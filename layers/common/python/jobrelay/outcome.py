@@ -7,15 +7,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aws_lambda_powertools.metrics import MetricUnit
-from pydantic import BaseModel
 
 from jobrelay.events import outcome_event
-from jobrelay.models import TrackerState
+from jobrelay.models import LazyModel, TrackerState
 from jobrelay.observability import OUTCOME_METRICS, count_job, logger, record_metric
 from jobrelay.ports import OutcomePublisher
 
 
-class PublishResult(BaseModel):
+class PublishResult(LazyModel):
     event_id: str
     event_type: str
     status: str

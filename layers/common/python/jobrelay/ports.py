@@ -8,6 +8,7 @@ subclassing, so mypy checks the fakes too.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,6 +31,32 @@ if TYPE_CHECKING:
 # SDK retries in standard mode: throttling and 5xx are retried with backoff by botocore.
 _BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=20)
 
+_clients: dict[str, Any] = {}
+_clients_lock = threading.Lock()
+
+
+def aws_client(service: str) -> Any:
+    """One client per service per process, from boto3's default session.
+
+    Every port, the idempotency store and the secrets provider share these: a client built
+    from a session of its own reloads the endpoint rules and the service model (tens of ms of
+    cold start each). Built under a lock, because CreateJob's worker threads ask at once and
+    a boto3 session is not thread-safe.
+    """
+    client = _clients.get(service)
+    if client is None:
+        with _clients_lock:
+            client = _clients.get(service)
+            if client is None:
+                client = _clients[service] = boto3.client(service, config=_BOTO_CONFIG)  # type: ignore[call-overload]
+    return client
+
+
+def forget_clients() -> None:
+    """Drop the shared clients (tests and local stack restarts change endpoints and mocks)."""
+    with _clients_lock:
+        _clients.clear()
+
 
 class OutcomePublisher:
     """Publishes outcome events to the JobEvents topic with filterable attributes."""
@@ -41,7 +68,7 @@ class OutcomePublisher:
     @property
     def client(self) -> SNSClient:
         if self._client is None:
-            self._client = boto3.client("sns", config=_BOTO_CONFIG)
+            self._client = aws_client("sns")
         return self._client
 
     def publish(self, event: OutcomeEvent) -> str:
@@ -63,7 +90,7 @@ class TrackerStarter:
     @property
     def client(self) -> SFNClient:
         if self._client is None:
-            self._client = boto3.client("stepfunctions", config=_BOTO_CONFIG)
+            self._client = aws_client("stepfunctions")
         return self._client
 
     def execution_arn(self, name: str) -> str:
@@ -100,7 +127,7 @@ class DeadLetterQueue:
     @property
     def client(self) -> SQSClient:
         if self._client is None:
-            self._client = boto3.client("sqs", config=_BOTO_CONFIG)
+            self._client = aws_client("sqs")
         return self._client
 
     def send(self, body: str, *, reason: str, code: str, request_id: str, source_id: str) -> str:
@@ -144,7 +171,7 @@ class JobLedger:
     @property
     def client(self) -> DynamoDBClient:
         if self._client is None:
-            self._client = boto3.client("dynamodb", config=_BOTO_CONFIG)
+            self._client = aws_client("dynamodb")
         return self._client
 
     def _key(self, request_id: str) -> dict[str, Any]:

@@ -3,9 +3,18 @@ demand (a 401 forces a fresh read), never logged."""
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from aws_lambda_powertools.utilities import parameters
 
 from jobrelay.errors import ConfigurationError
+from jobrelay.ports import aws_client
+
+
+@lru_cache(maxsize=1)
+def secrets_provider() -> parameters.SecretsProvider:
+    """Powertools' Secrets Manager provider (and its cache), on the process's shared client."""
+    return parameters.SecretsProvider(boto3_client=aws_client("secretsmanager"))
 
 
 class SecretKey:
@@ -19,7 +28,7 @@ class SecretKey:
         if not self.secret_arn:
             raise ConfigurationError("no API key secret is configured for this provider")
         try:
-            secret = parameters.get_secret(
+            secret = secrets_provider().get(
                 self.secret_arn, max_age=self.max_age, force_fetch=refresh
             )
         except parameters.exceptions.GetParameterError as exc:

@@ -9,15 +9,15 @@ import os
 from functools import lru_cache
 from typing import Annotated
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AnyHttpUrl, ConfigDict, Field, ValidationError, field_validator
 
 from jobrelay.errors import ConfigurationError
-from jobrelay.models import ROUNDS_PER_EXECUTION, ProviderName
+from jobrelay.models import ROUNDS_PER_EXECUTION, LazyModel, ProviderName
 
 _LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
 
 
-class ProviderSettings(BaseModel):
+class ProviderSettings(LazyModel):
     """Where a provider lives and where its API key is kept."""
 
     model_config = ConfigDict(frozen=True)
@@ -41,7 +41,7 @@ class ProviderSettings(BaseModel):
         return str(self.base_url).rstrip("/")
 
 
-class Settings(BaseModel):
+class Settings(LazyModel):
     """Everything a handler reads from its environment."""
 
     model_config = ConfigDict(frozen=True)

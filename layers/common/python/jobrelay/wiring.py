@@ -11,22 +11,24 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
-from aws_lambda_powertools.utilities.idempotency.serialization.pydantic import PydanticSerializer
-
-from jobrelay import ports, settings
-from jobrelay.creation import CreateResult, JobCreator, QueueMessage
-from jobrelay.models import ProviderName, TrackerState
-from jobrelay.outcome import OutcomeReporter, PublishResult
-from jobrelay.polling import JobPoller
+from jobrelay import ports, secrets, settings
 from jobrelay.providers import Provider, build_provider, http_client
+
+# Each handler imports what only it needs on its first call (cold start): PollJobStatus
+# never loads idempotency, creation or outcome code.
+if TYPE_CHECKING:
+    import httpx
+    from aws_lambda_powertools.utilities.idempotency import (
+        DynamoDBPersistenceLayer,
+        IdempotencyConfig,
+    )
+
+    from jobrelay.creation import CreateResult, JobCreator, QueueMessage
+    from jobrelay.models import ProviderName, TrackerState
+    from jobrelay.outcome import OutcomeReporter, PublishResult
+    from jobrelay.polling import JobPoller
 
 # What each handler needs from its environment (checked on its first call, and against the
 # template's per-function environment by the tests).
@@ -81,6 +83,8 @@ class CreateJobService:
     create_once: Callable[..., CreateResult]
 
     def creator(self, pool: ProviderPool) -> JobCreator:
+        from jobrelay.creation import JobCreator
+
         current = settings.get_settings()
         return JobCreator(
             settings=current,
@@ -101,18 +105,34 @@ def _publish(reporter: OutcomeReporter, *, state: TrackerState) -> PublishResult
 
 
 def _idempotency(key_path: str) -> tuple[IdempotencyConfig, DynamoDBPersistenceLayer]:
+    from aws_lambda_powertools.utilities.idempotency import (
+        DynamoDBPersistenceLayer,
+        IdempotencyConfig,
+    )
+
     current = settings.get_settings()
     config = IdempotencyConfig(
         event_key_jmespath=key_path,
         raise_on_no_idempotency_key=True,
         expires_after_seconds=current.idempotency_ttl_seconds,
     )
-    return config, DynamoDBPersistenceLayer(table_name=current.idempotency_table)
+    # The job ledger's DynamoDB client, not one of its own session (one fewer cold client).
+    persistence = DynamoDBPersistenceLayer(
+        table_name=current.idempotency_table, boto3_client=ports.aws_client("dynamodb")
+    )
+    return config, persistence
 
 
 @lru_cache(maxsize=1)
 def create_job_service() -> CreateJobService:
     """CreateJob, idempotent per request: a duplicate delivery returns the first result."""
+    from aws_lambda_powertools.utilities.idempotency import idempotent_function
+    from aws_lambda_powertools.utilities.idempotency.serialization.pydantic import (
+        PydanticSerializer,
+    )
+
+    from jobrelay.creation import CreateResult
+
     settings.get_settings().require(*REQUIRED_SETTINGS["CreateJobFunction"])
     config, persistence = _idempotency("request_key")
     create_once = idempotent_function(
@@ -130,6 +150,8 @@ class PublishOutcomeService:
     publish_once: Callable[..., PublishResult]
 
     def reporter(self) -> OutcomeReporter:
+        from jobrelay.outcome import OutcomeReporter
+
         current = settings.get_settings()
         return OutcomeReporter(
             publisher=ports.get_publisher(current.events_topic_arn), source=current.event_source
@@ -139,6 +161,13 @@ class PublishOutcomeService:
 @lru_cache(maxsize=1)
 def publish_outcome_service() -> PublishOutcomeService:
     """PublishOutcome, idempotent per request: a retried task does not publish twice."""
+    from aws_lambda_powertools.utilities.idempotency import idempotent_function
+    from aws_lambda_powertools.utilities.idempotency.serialization.pydantic import (
+        PydanticSerializer,
+    )
+
+    from jobrelay.outcome import PublishResult
+
     settings.get_settings().require(*REQUIRED_SETTINGS["PublishOutcomeFunction"])
     config, persistence = _idempotency("job.request_id")
     publish_once = idempotent_function(
@@ -151,6 +180,8 @@ def publish_outcome_service() -> PublishOutcomeService:
 
 
 def job_poller(pool: ProviderPool) -> JobPoller:
+    from jobrelay.polling import JobPoller
+
     pool.settings.require(*REQUIRED_SETTINGS["PollJobStatusFunction"])
     return JobPoller(provider_for=pool)
 
@@ -162,6 +193,8 @@ def reset() -> None:
     settings.get_settings.cache_clear()
     create_job_service.cache_clear()
     publish_outcome_service.cache_clear()
+    secrets.secrets_provider.cache_clear()
+    ports.forget_clients()
     for factory in (
         ports.get_publisher,
         ports.get_tracker_starter,

@@ -5,6 +5,10 @@ Adding a provider is one module with a `Provider` subclass plus its line in `REG
 
 from __future__ import annotations
 
+import ssl
+from functools import lru_cache
+
+import certifi
 import httpx
 
 from jobrelay.models import ProviderName
@@ -25,6 +29,13 @@ REGISTRY: dict[ProviderName, type[Provider]] = {
 __all__ = ["REGISTRY", "CreatedJob", "Provider", "build_provider", "http_client"]
 
 
+@lru_cache(maxsize=1)
+def tls_context() -> ssl.SSLContext:
+    """The verifying TLS context (certifi's CAs, as httpx's default), built once per process:
+    loading the CA bundle costs ~30 ms, which every invocation's client would pay again."""
+    return ssl.create_default_context(cafile=certifi.where())
+
+
 def http_client(settings: Settings, *, max_connections: int = 32) -> httpx.Client:
     """One pooled client per invocation; TLS verification is always on."""
     timeout = httpx.Timeout(
@@ -36,6 +47,7 @@ def http_client(settings: Settings, *, max_connections: int = 32) -> httpx.Clien
             max_connections=max_connections, max_keepalive_connections=max_connections
         ),
         follow_redirects=False,
+        verify=tls_context(),
         headers={"User-Agent": "jobrelay/0.1"},
     )
 

@@ -6,10 +6,17 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ConfigDict, ValidationError
 
 from jobrelay.errors import FieldProblem, ProviderProtocolError
-from jobrelay.models import DeepsetParams, ErrorInfo, JobRef, JobStatus, StatusReport
+from jobrelay.models import (
+    DeepsetParams,
+    ErrorInfo,
+    JobRef,
+    JobStatus,
+    LazyModel,
+    StatusReport,
+)
 from jobrelay.observability import logger
 from jobrelay.providers.base import REJECTING_STATUS, CreatedJob, Provider, aware_time, segment
 from jobrelay.providers.http import json_or_none
@@ -27,7 +34,7 @@ LIST_PAGE_SIZE = 50
 LIST_MAX_PAGES = 20
 
 
-class DeepsetJob(BaseModel):
+class DeepsetJob(LazyModel):
     """The Job resource; only the fields jobrelay reads, others tolerated."""
 
     model_config = ConfigDict(extra="allow")

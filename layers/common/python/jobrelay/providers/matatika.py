@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 import httpx
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ConfigDict, ValidationError
 
 from jobrelay.errors import (
     ConfigurationError,
@@ -17,7 +17,14 @@ from jobrelay.errors import (
     ProviderProtocolError,
     ProviderUnavailable,
 )
-from jobrelay.models import ErrorInfo, JobRef, JobStatus, MatatikaParams, StatusReport
+from jobrelay.models import (
+    ErrorInfo,
+    JobRef,
+    JobStatus,
+    LazyModel,
+    MatatikaParams,
+    StatusReport,
+)
 from jobrelay.observability import logger
 from jobrelay.providers.base import REJECTING_STATUS, CreatedJob, Provider, aware_time, segment
 from jobrelay.providers.http import json_or_none
@@ -42,7 +49,7 @@ LIST_PAGE_SIZE = 50
 LIST_MAX_PAGES = 10
 
 
-class MatatikaJob(BaseModel):
+class MatatikaJob(LazyModel):
     model_config = ConfigDict(extra="allow")
 
     id: str

@@ -6,14 +6,21 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from jobrelay.errors import (
     FieldProblem,
     ProviderProtocolError,
     ProviderRejected,
 )
-from jobrelay.models import ErrorInfo, JobRef, JobStatus, PixxelParams, StatusReport
+from jobrelay.models import (
+    ErrorInfo,
+    JobRef,
+    JobStatus,
+    LazyModel,
+    PixxelParams,
+    StatusReport,
+)
 from jobrelay.observability import logger
 from jobrelay.providers.base import REJECTING_STATUS, CreatedJob, Provider, aware_time, segment
 from jobrelay.providers.http import json_or_none
@@ -31,7 +38,7 @@ _unknown_seen: set[str] = set()
 CREATED_ON_MAX_DAYS = 3
 
 
-class PixxelTask(BaseModel):
+class PixxelTask(LazyModel):
     model_config = ConfigDict(extra="allow")
 
     id: str | None = None
@@ -41,7 +48,7 @@ class PixxelTask(BaseModel):
     failure_type: str | None = None
 
 
-class PixxelValError(BaseModel):
+class PixxelValError(LazyModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
     from_: str | None = Field(default=None, alias="from")
@@ -51,7 +58,7 @@ class PixxelValError(BaseModel):
     component_name: str | None = None
 
 
-class PixxelJob(BaseModel):
+class PixxelJob(LazyModel):
     model_config = ConfigDict(extra="allow")
 
     id: str
