@@ -4,6 +4,7 @@ loopback: per-record outcomes, batch item failures, the DLQ and idempotency."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from jobrelay_local.emulators import Fault
@@ -94,6 +95,24 @@ def test_create_recorded_before_tracker_start_is_not_repeated(harness: Harness, 
     # Then the job recorded by the first attempt is adopted, not created again
     assert harness.emulators["matatika"].creates_received() == 1
     assert len(harness.executions()) == 1
+
+
+def test_ledger_keeps_the_first_attempt_and_answers_with_what_it_held(harness: Harness):
+    # The ledger's one write per attempt, against DynamoDB's semantics (moto).
+    from jobrelay.ports import JobLedger
+
+    table = harness.stack.resources["IdempotencyTable"]
+    ledger = JobLedger(table, 3600)
+    first = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    assert ledger.begin_attempt("ledger-1", first) is None
+    again = ledger.begin_attempt("ledger-1", first + timedelta(minutes=5))
+    assert again is not None
+    assert (again.create_attempted_at, again.remote_job_id) == (first, None)
+    ledger.record_created("ledger-1", "job-9", {"pipeline_id": "p"})
+    last = ledger.begin_attempt("ledger-1", first + timedelta(minutes=9))
+    assert last is not None
+    assert (last.create_attempted_at, last.remote_job_id) == (first, "job-9")
+    assert last.locator == {"pipeline_id": "p"}
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -308,10 +309,13 @@ class MemoryLedger(JobLedger):
     def get(self, request_id: str) -> LedgerEntry | None:
         return self.entries.get(request_id)
 
-    def record_attempt(self, request_id: str, at: datetime) -> None:
+    def begin_attempt(self, request_id: str, at: datetime) -> LedgerEntry | None:
         entry = self.entries.get(request_id)
-        if entry is None or entry.create_attempted_at is None:
+        if entry is None:
             self.entries[request_id] = LedgerEntry(request_id, None, {}, at, None)
+        elif entry.create_attempted_at is None:
+            self.entries[request_id] = replace(entry, create_attempted_at=at)
+        return entry
 
     def record_created(self, request_id: str, remote_job_id: str, locator: dict[str, str]) -> None:
         entry = self.entries.get(request_id)

@@ -199,7 +199,7 @@ class JobCreator:
         self, provider: Provider, request: JobRequest, request_id: str
     ) -> tuple[CreatedJob, bool]:
         """Create the remote job unless an earlier attempt of this request already did."""
-        entry = self.ledger.get(request_id)
+        entry = self.ledger.begin_attempt(request_id, self.clock())
         if entry and entry.remote_job_id:
             return CreatedJob(remote_job_id=entry.remote_job_id, locator=entry.locator), True
         if entry and entry.create_attempted_at:
@@ -213,7 +213,6 @@ class JobCreator:
                     "adopted job from an earlier attempt", remote_job_id=found.remote_job_id
                 )
                 return found, True
-        self.ledger.record_attempt(request_id, self.clock())
         created = provider.create(request.params)
         self.ledger.record_created(request_id, created.remote_job_id, created.locator)
         return created, False

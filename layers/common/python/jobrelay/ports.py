@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -177,13 +178,26 @@ class JobLedger:
     def _key(self, request_id: str) -> dict[str, Any]:
         return {"id": {"S": self.KEY_PREFIX + request_id}}
 
-    def get(self, request_id: str) -> LedgerEntry | None:
-        item = self.client.get_item(
-            TableName=self.table_name, Key=self._key(request_id), ConsistentRead=True
-        ).get("Item")
-        if not item:
-            return None
+    def begin_attempt(self, request_id: str, at: datetime) -> LedgerEntry | None:
+        """Note that a create is about to be sent (the first attempt's time is kept) and
+        return what the ledger held before: one write instead of a read and a write, on
+        every record of every batch."""
+        answer = self.client.update_item(
+            TableName=self.table_name,
+            Key=self._key(request_id),
+            UpdateExpression="SET #at = if_not_exists(#at, :at), #exp = :exp",
+            ExpressionAttributeNames={"#at": "create_attempted_at", "#exp": "expiration"},
+            ExpressionAttributeValues={
+                ":at": {"S": at.isoformat()},
+                ":exp": {"N": self._expiration()},
+            },
+            ReturnValues="ALL_OLD",
+        )
+        previous = answer.get("Attributes")
+        return self._entry(request_id, previous) if previous else None
 
+    @staticmethod
+    def _entry(request_id: str, item: Mapping[str, Any]) -> LedgerEntry:
         def text(name: str) -> str | None:
             value = item.get(name, {}).get("S")
             return str(value) if value is not None else None
@@ -202,19 +216,6 @@ class JobLedger:
 
     def _expiration(self) -> str:
         return str(int(time.time()) + self.ttl_seconds)
-
-    def record_attempt(self, request_id: str, at: datetime) -> None:
-        """Note that a create is about to be sent (kept from the first attempt)."""
-        self.client.update_item(
-            TableName=self.table_name,
-            Key=self._key(request_id),
-            UpdateExpression="SET #at = if_not_exists(#at, :at), #exp = :exp",
-            ExpressionAttributeNames={"#at": "create_attempted_at", "#exp": "expiration"},
-            ExpressionAttributeValues={
-                ":at": {"S": at.isoformat()},
-                ":exp": {"N": self._expiration()},
-            },
-        )
 
     def record_created(self, request_id: str, remote_job_id: str, locator: dict[str, str]) -> None:
         self.client.update_item(
