@@ -1,7 +1,7 @@
 """(2) Cold start: each handler in a new Python process, from spawn to its first event
-handled (real work: AWS calls to a moto server, provider calls to the emulators), with its
-peak memory, next to a new process that only imports boto3 and builds one client. Also the
-layer's zipped size.
+handled (real work: AWS calls to a moto server in a process of its own, provider calls to
+the emulators), with its peak memory, next to a new process that only imports boto3 and
+builds one client. Also the layer's zipped size.
 
 Every child sees only the distributions a Lambda function would: the layer's requirements
 and what they pull in, plus boto3 (the runtime's). The development environment has more
@@ -16,7 +16,6 @@ import io
 import json
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,7 +30,7 @@ from jobrelay_local.runtime import LocalStack
 from jobrelay_local.stack import FakeLambdaContext
 from packaging.requirements import Requirement
 
-from bench.common import ROOT, local_stack, request
+from bench.common import ROOT, local_stack, moto_process, request
 
 LAYER_REQUIREMENTS = ROOT / "layers" / "common" / "requirements.txt"
 LAYER_CODE = ROOT / "layers" / "common" / "python"
@@ -97,12 +96,6 @@ print("BENCH-COLD-START " + json.dumps(report), flush=True)
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _name(dist: metadata.Distribution) -> str:
     return re.sub(r"[-_.]+", "-", dist.metadata["Name"]).lower()
 
@@ -163,9 +156,10 @@ def blocked_modules() -> list[str]:
 
 def layer_zip_size() -> dict[str, Any]:
     """The layer as `make build-CommonLayer` lays it out (python/…), zipped, from the
-    installed files of its requirements' closure plus jobrelay's own code."""
+    installed files of its requirements' closure plus jobrelay's own code, without what the
+    Lambda runtime provides (the Makefile leaves that out too)."""
     names = closure(layer_requirements())
-    sizes: dict[str, int] = {}
+    left_out: dict[str, int] = {}
     total = io.BytesIO()
     with zipfile.ZipFile(total, "w", zipfile.ZIP_DEFLATED) as layer:
         for name in sorted(names):
@@ -176,18 +170,18 @@ def layer_zip_size() -> dict[str, Any]:
                     path = Path(str(dist.locate_file(file)))
                     if "__pycache__" in file.parts or not path.is_file() or ".." in file.parts:
                         continue
-                    layer.write(path, f"python/{file}")
-                    alone.write(path, f"python/{file}")
-            sizes[name] = len(part.getvalue())
+                    target = alone if name in RUNTIME_PROVIDED else layer
+                    target.write(path, f"python/{file}")
+            if name in RUNTIME_PROVIDED:
+                left_out[name] = len(part.getvalue())
         for path in sorted(LAYER_CODE.rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts:
                 layer.write(path, f"python/{path.relative_to(LAYER_CODE)}")
-    provided = sum(size for name, size in sizes.items() if name in RUNTIME_PROVIDED)
     return {
         "zipped_bytes": len(total.getvalue()),
-        "runtime_provided_zipped_bytes": provided,
-        "runtime_provided_in_layer": sorted(n for n in sizes if n in RUNTIME_PROVIDED),
-        "distributions": sorted(names),
+        "runtime_provided_zipped_bytes": sum(left_out.values()),
+        "runtime_provided_left_out": sorted(left_out),
+        "distributions": sorted(names - set(left_out)),
     }
 
 
@@ -233,7 +227,10 @@ def _events(local: LocalStack) -> dict[str, Any]:
 
 def run(rounds: int) -> dict[str, Any]:
     parameters = {"FirstPollSeconds": "3600", "PollIntervalSeconds": "3600"}
-    with local_stack(parameters, feed_queue=False, server_port=_free_port()) as local:
+    with (
+        moto_process(execute_trackers=False) as (endpoint, _),
+        local_stack(parameters, feed_queue=False, aws_endpoint=endpoint) as local,
+    ):
         stack = local.require_stack()
         tracker = _events(local)
         blocked = ",".join(blocked_modules())

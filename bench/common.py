@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import socket
+import subprocess
+import sys
 import tempfile
 import time
+import urllib.request
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from jobrelay_local.runtime import LocalStack
+from jobrelay_local.runtime import MOTO_CONFIG, LocalStack
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKSPACE = "0b6e2c1e-5f1a-4c1e-9a47-1d2b3c4d5e6f"
@@ -79,3 +84,66 @@ class Stopwatch:
 
     def __exit__(self, *exc: object) -> None:
         self.seconds = time.perf_counter() - self.started
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def moto_process(*, execute_trackers: bool) -> Iterator[tuple[str, int]]:
+    """A moto server in a process of its own (AWS is not in the function's process, nor
+    does it share its interpreter lock); yields its endpoint URL and process id.
+
+    `execute_trackers=False` has Step Functions record executions without interpreting
+    them: in AWS that interpretation runs on AWS's side, and moto's (it parses the ASL on
+    every StartExecution) would otherwise compete for this machine's cores.
+    """
+    port = free_port()
+    # Keep-alive, as AWS endpoints do (Werkzeug's development server speaks HTTP/1.0 and
+    # closes every connection unless told otherwise).
+    launch = (
+        "import sys; from werkzeug.serving import WSGIRequestHandler;"
+        " WSGIRequestHandler.protocol_version = 'HTTP/1.1';"
+        " from moto.server import main; main(sys.argv[1:])"
+    )
+    server = subprocess.Popen(  # noqa: S603 - our interpreter running moto's server
+        [sys.executable, "-c", launch, "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/moto-api/config", timeout=1).close()  # noqa: S310 - loopback
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the moto server did not start") from None
+                time.sleep(0.1)
+        config = {**MOTO_CONFIG, "stepfunctions": {"execute_state_machine": execute_trackers}}
+        request = urllib.request.Request(  # noqa: S310 - loopback
+            f"{url}/moto-api/config",
+            data=json.dumps(config).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        urllib.request.urlopen(request, timeout=10).close()  # noqa: S310 - loopback
+        yield url, server.pid
+    finally:
+        server.kill()
+        server.wait(timeout=30)
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU time of a process so far (Linux `/proc`; None elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -78,6 +78,20 @@ def render(results: dict[str, Any]) -> str:
                 verdict,
             )
         )
+        cpu = batch["cpu_seconds_per_record"]
+        if batch["cpu_floor_seconds"] is not None:
+            rows.append(
+                (
+                    f"(1)   where batch of {batch['records']} waits: CPU per record",
+                    f"function {cpu['function'] * 1000:.0f} ms",
+                    f"AWS stand-in (moto) {cpu['aws'] * 1000:.0f} ms; provider emulators "
+                    f"{cpu['providers'] * 1000:.0f} ms",
+                    f"CPU alone needs {_s(batch['cpu_floor_seconds'])} on "
+                    f"{create['cores']} cores; {batch['creates_in_flight_peak']:.0f} "
+                    "provider calls in flight at once",
+                    "",
+                )
+            )
 
     cold = results["coldstart"]
     base = cold["baseline"]
@@ -101,8 +115,8 @@ def render(results: dict[str, Any]) -> str:
         (
             "(2) CommonLayer, zipped",
             f"{layer['zipped_bytes'] / 1e6:.1f} MB",
-            f"of which {layer['runtime_provided_zipped_bytes'] / 1e6:.1f} MB the Lambda "
-            f"runtime already has ({', '.join(layer['runtime_provided_in_layer'])})",
+            f"without the {layer['runtime_provided_zipped_bytes'] / 1e6:.1f} MB the Lambda "
+            f"runtime already has ({', '.join(layer['runtime_provided_left_out'])})",
             "",
             "",
         )

@@ -170,7 +170,9 @@ def test_function_environments(stack: DeployedStack) -> None:
     assert create.environment["POWERTOOLS_LOG_LEVEL"] == "INFO"
     assert create.code_dir == PROJECT_ROOT / "functions" / "create_job"
     assert create.handler == "app.lambda_handler"
-    assert (create.timeout, create.memory_size) == (60, 256)
+    assert (create.timeout, create.memory_size) == (60, 1769)
+    assert create.environment["POWERTOOLS_TRACE_DISABLED"] == "true"  # TraceCalls off
+    assert create.environment["PYDANTIC_DISABLE_PLUGINS"] == "__all__"
 
     poll = stack.function("PollJobStatusFunction")
     assert "STATE_MACHINE_ARN" not in poll.environment

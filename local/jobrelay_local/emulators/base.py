@@ -272,6 +272,10 @@ class Request:
     headers: dict[str, str]  # names lower-cased
     body: bytes
     params: dict[str, str] = field(default_factory=dict)
+    # When it arrived (monotonic) and whether it creates a job: the request log's timings
+    # show how many calls a client had in flight at once.
+    received: float = field(default_factory=time.monotonic)
+    creates: bool = False
 
     def arg(self, name: str) -> str | None:
         values = self.query.get(name)
@@ -629,6 +633,7 @@ class EmulatorServer:
             target = self.target_of(request)
             if route is not None and route.creates:
                 self._creates[target or ""] += 1
+                request.creates = True
             fault = self._take_fault(request)
             latency = self.behaviour_for(target).latency
         if latency:
@@ -760,6 +765,9 @@ class EmulatorServer:
             "fault": fault.action if fault is not None else None,
             "fault_id": fault.id if fault is not None else None,
             "auth": request.header("Authorization") is not None,
+            "creates": request.creates,
+            "received_mono": request.received,
+            "answered_mono": time.monotonic(),
         }
         with self._lock:
             self._request_log.append(entry)
