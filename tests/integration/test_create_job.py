@@ -99,6 +99,7 @@ def test_create_recorded_before_tracker_start_is_not_repeated(harness: Harness, 
 
 def test_ledger_keeps_the_first_attempt_and_answers_with_what_it_held(harness: Harness):
     # The ledger's one write per attempt, against DynamoDB's semantics (moto).
+    from jobrelay.errors import JobClaimed
     from jobrelay.ports import JobLedger
 
     table = harness.stack.resources["IdempotencyTable"]
@@ -108,11 +109,17 @@ def test_ledger_keeps_the_first_attempt_and_answers_with_what_it_held(harness: H
     again = ledger.begin_attempt("ledger-1", first + timedelta(minutes=5))
     assert again is not None
     assert (again.create_attempted_at, again.remote_job_id) == (first, None)
-    ledger.record_created("ledger-1", "job-9", {"pipeline_id": "p"})
+    ledger.record_created("ledger-1", "job-9", {"pipeline_id": "p"}, provider="matatika")
     last = ledger.begin_attempt("ledger-1", first + timedelta(minutes=9))
     assert last is not None
     assert (last.create_attempted_at, last.remote_job_id) == (first, "job-9")
     assert last.locator == {"pipeline_id": "p"}
+    # and job-9 is ledger-1's: a second request cannot record it as its own
+    ledger.record_created("ledger-1", "job-9", {"pipeline_id": "p"}, provider="matatika")
+    with pytest.raises(JobClaimed) as claimed:
+        ledger.record_created("ledger-2", "job-9", {"pipeline_id": "p"}, provider="matatika")
+    assert claimed.value.owner == "ledger-1"
+    assert ledger.begin_attempt("ledger-2", first) is None
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ import pytest
 from jobrelay.creation import JobCreator, QueueMessage
 from jobrelay.errors import (
     ConfigurationError,
+    JobClaimed,
     ProviderProtocolError,
     ProviderRejected,
     ProviderUnavailable,
@@ -305,6 +306,7 @@ class MemoryLedger(JobLedger):
     def __init__(self) -> None:
         super().__init__("ledger", 3600)
         self.entries: dict[str, LedgerEntry] = {}
+        self.claims: dict[tuple[str, str], str] = {}
 
     def get(self, request_id: str) -> LedgerEntry | None:
         return self.entries.get(request_id)
@@ -317,7 +319,12 @@ class MemoryLedger(JobLedger):
             self.entries[request_id] = replace(entry, create_attempted_at=at)
         return entry
 
-    def record_created(self, request_id: str, remote_job_id: str, locator: dict[str, str]) -> None:
+    def record_created(
+        self, request_id: str, remote_job_id: str, locator: dict[str, str], *, provider: str
+    ) -> None:
+        owner = self.claims.setdefault((provider, remote_job_id), request_id)
+        if owner != request_id:
+            raise JobClaimed(f"{provider} job {remote_job_id} belongs to {owner}", owner=owner)
         entry = self.entries.get(request_id)
         attempted = entry.create_attempted_at if entry else None
         self.entries[request_id] = LedgerEntry(
@@ -432,3 +439,61 @@ def test_ambiguous_create_that_made_nothing_is_created_on_the_retry(make_provide
     assert not result.adopted
     assert len(posts) == 2
     assert [s.job.remote_job_id for s in starter.started] == ["job-1"]
+
+
+def test_a_job_another_request_created_on_the_same_pipeline_is_not_adopted(make_provider):
+    # Given request A whose first create timed out before Matatika acted
+    jobs: list[dict[str, Any]] = []
+    posts: list[str] = []
+
+    def provider_api(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            posts.append("post")
+            if len(posts) == 1:
+                raise httpx.ReadTimeout("timed out", request=request)
+            jobs.insert(0, matatika_job(f"job-{len(jobs) + 1}", datetime.now(UTC)))
+            return json_response(201, jobs[0])
+        return hal_pages(jobs)(request)
+
+    provider, _ = make_provider("matatika", provider_api)
+    creator, starter = creator_for(provider)
+
+    def message(request_id: str) -> QueueMessage:
+        body = {"request_id": request_id, "provider": "matatika", "params": {"pipeline_id": "p"}}
+        return QueueMessage.from_record(f"m-{request_id}", json.dumps(body))
+
+    with pytest.raises(ProviderUnavailable):
+        creator.handle(message("a"))
+    # and request B, on the same pipeline, created job-1 meanwhile
+    assert creator.handle(message("b")).remote_job_id == "job-1"
+    # When A is delivered again, its reconciliation finds job-1 in the window
+    again = creator.handle(message("a"))
+    # Then job-1 stays B's, and A gets a job of its own
+    assert (again.remote_job_id, again.adopted) == ("job-2", False)
+    assert [s.job.remote_job_id for s in starter.started] == ["job-1", "job-2"]
+
+
+def test_a_fresh_job_claimed_by_another_request_in_between_is_retried(make_provider):
+    # Given another request's reconciliation claimed the job in the moment after its create
+    jobs: list[dict[str, Any]] = []
+
+    def provider_api(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            jobs.insert(0, matatika_job(f"job-{len(jobs) + 1}", datetime.now(UTC)))
+            return json_response(201, jobs[0])
+        return hal_pages(jobs)(request)
+
+    provider, _ = make_provider("matatika", provider_api)
+    creator, starter = creator_for(provider)
+    ledger = creator.ledger
+    assert isinstance(ledger, MemoryLedger)
+    ledger.claims[("matatika", "job-1")] = "someone-else"
+    body = {"request_id": "c", "provider": "matatika", "params": {"pipeline_id": "p"}}
+    message = QueueMessage.from_record("m-c", json.dumps(body))
+    # When CreateJob handles the request, the record fails (SQS retries it)
+    with pytest.raises(JobClaimed):
+        creator.handle(message)
+    assert starter.started == []
+    # Then the retry passes over the claimed job and creates one of its own
+    again = creator.handle(message)
+    assert (again.remote_job_id, again.adopted) == ("job-2", False)

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from jobrelay.errors import FieldProblem, ProviderRejected, RequestInvalid
+from jobrelay.errors import FieldProblem, JobClaimed, ProviderRejected, RequestInvalid
 from jobrelay.events import rejected_event, validated_event
 from jobrelay.models import (
     JOB_REQUEST_ADAPTER,
@@ -40,6 +40,8 @@ from jobrelay.settings import Settings
 # How far before the first create attempt a reconciled job may have been created (clock skew
 # between us and the provider).
 RECONCILE_SKEW = timedelta(minutes=2)
+# Listings re-read while passing over other requests' jobs, before the record is retried.
+MAX_ADOPTION_TRIES = 5
 MAX_EVENT_PROBLEMS = 50
 
 
@@ -204,18 +206,48 @@ class JobCreator:
             return CreatedJob(remote_job_id=entry.remote_job_id, locator=entry.locator), True
         if entry and entry.create_attempted_at:
             # An earlier attempt may have reached the provider without an answer.
-            found = provider.find_created(
-                request.params, entry.create_attempted_at - RECONCILE_SKEW
-            )
+            found = self._adopt(provider, request, request_id, entry.create_attempted_at)
             if found is not None:
-                self.ledger.record_created(request_id, found.remote_job_id, found.locator)
-                logger.info(
-                    "adopted job from an earlier attempt", remote_job_id=found.remote_job_id
-                )
                 return found, True
         created = provider.create(request.params)
-        self.ledger.record_created(request_id, created.remote_job_id, created.locator)
+        # Raises JobClaimed if another request's reconciliation adopted this job in the
+        # moment between; the record is retried and its reconciliation passes over it.
+        self.ledger.record_created(
+            request_id, created.remote_job_id, created.locator, provider=request.provider
+        )
         return created, False
+
+    def _adopt(
+        self, provider: Provider, request: JobRequest, request_id: str, attempted_at: datetime
+    ) -> CreatedJob | None:
+        """The job an earlier attempt made, found in the provider's listing and claimed for
+        this request; jobs other requests have claimed are passed over."""
+        claimed: set[str] = set()
+        for _ in range(MAX_ADOPTION_TRIES):
+            found = provider.find_created(
+                request.params, attempted_at - RECONCILE_SKEW, exclude=claimed
+            )
+            if found is None:
+                return None
+            try:
+                self.ledger.record_created(
+                    request_id, found.remote_job_id, found.locator, provider=request.provider
+                )
+            except JobClaimed as exc:
+                logger.info(
+                    "matching job belongs to another request",
+                    remote_job_id=found.remote_job_id,
+                    owner=exc.owner,
+                )
+                claimed.add(found.remote_job_id)
+                continue
+            logger.info("adopted job from an earlier attempt", remote_job_id=found.remote_job_id)
+            return found
+        # Many requests on one target in one window: rather than guess, let SQS retry later.
+        raise JobClaimed(
+            f"more than {MAX_ADOPTION_TRIES} {request.provider} jobs on this target since the "
+            "first attempt belong to other requests"
+        )
 
     def _reject(
         self,

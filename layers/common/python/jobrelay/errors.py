@@ -104,3 +104,15 @@ class ConfigurationError(JobRelayError):
     """Settings or secrets are missing or wrong: permanent until an operator fixes them."""
 
     code = "CONFIGURATION_ERROR"
+
+
+class JobClaimed(JobRelayError):
+    """A remote job is already another request's (the job ledger's claim on it): never
+    adopted by a second request. Retryable where it interrupts a create (SQS retries it)."""
+
+    code = "JOB_CLAIMED"
+    retryable = True
+
+    def __init__(self, message: str, owner: str | None = None) -> None:
+        super().__init__(message)
+        self.owner = owner

@@ -20,6 +20,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from jobrelay.errors import JobClaimed
 from jobrelay.events import message_attributes
 from jobrelay.models import OutcomeEvent, TrackerState, execution_name
 
@@ -158,11 +159,13 @@ class JobLedger:
     """Per request: when a create was attempted and which remote job it made.
 
     Written the moment the provider answers, before anything else can fail, so a retry of
-    the same request adopts the job instead of creating another. Kept in the idempotency
-    table under its own key prefix, expiring with the same TTL attribute.
+    the same request adopts the job instead of creating another; and per remote job, which
+    request it is (its claim), so no other request adopts it. Kept in the idempotency table
+    under their own key prefixes, expiring with the same TTL attribute.
     """
 
     KEY_PREFIX = "ledger#"
+    CLAIM_PREFIX = "claim#"
 
     def __init__(self, table_name: str, ttl_seconds: int, client: DynamoDBClient | None = None):
         self.table_name = table_name
@@ -217,24 +220,73 @@ class JobLedger:
     def _expiration(self) -> str:
         return str(int(time.time()) + self.ttl_seconds)
 
-    def record_created(self, request_id: str, remote_job_id: str, locator: dict[str, str]) -> None:
-        self.client.update_item(
-            TableName=self.table_name,
-            Key=self._key(request_id),
-            UpdateExpression="SET #job = :job, #loc = :loc, #now = :now, #exp = :exp",
-            ExpressionAttributeNames={
-                "#job": "remote_job_id",
-                "#loc": "locator",
-                "#now": "created_at",
-                "#exp": "expiration",
-            },
-            ExpressionAttributeValues={
-                ":job": {"S": remote_job_id},
-                ":loc": {"S": json.dumps(locator, sort_keys=True)},
-                ":now": {"S": datetime.now(UTC).isoformat()},
-                ":exp": {"N": self._expiration()},
-            },
-        )
+    def _claim_key(self, provider: str, remote_job_id: str) -> dict[str, Any]:
+        return {"id": {"S": f"{self.CLAIM_PREFIX}{provider}#{remote_job_id}"}}
+
+    def record_created(
+        self, request_id: str, remote_job_id: str, locator: dict[str, str], *, provider: str
+    ) -> None:
+        """Record the request's remote job and claim the job for it, in one transaction.
+
+        The claim (`claim#<provider>#<job id>` → request id) is what stops a second request
+        from adopting this job when it reconciles an ambiguous create on the same target.
+        Raises `JobClaimed` when another request holds the claim already.
+        """
+        expiration = self._expiration()
+        try:
+            self.client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self.table_name,
+                            "Key": self._key(request_id),
+                            "UpdateExpression": (
+                                "SET #job = :job, #loc = :loc, #now = :now, #exp = :exp"
+                            ),
+                            "ExpressionAttributeNames": {
+                                "#job": "remote_job_id",
+                                "#loc": "locator",
+                                "#now": "created_at",
+                                "#exp": "expiration",
+                            },
+                            "ExpressionAttributeValues": {
+                                ":job": {"S": remote_job_id},
+                                ":loc": {"S": json.dumps(locator, sort_keys=True)},
+                                ":now": {"S": datetime.now(UTC).isoformat()},
+                                ":exp": {"N": expiration},
+                            },
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self.table_name,
+                            "Item": {
+                                **self._claim_key(provider, remote_job_id),
+                                "request_id": {"S": request_id},
+                                "expiration": {"N": expiration},
+                            },
+                            "ConditionExpression": (
+                                "attribute_not_exists(id) OR request_id = :request"
+                            ),
+                            "ExpressionAttributeValues": {":request": {"S": request_id}},
+                            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                        }
+                    },
+                ]
+            )
+        except ClientError as exc:
+            answer: dict[str, Any] = dict(exc.response)
+            reasons: list[dict[str, Any]] = answer.get("CancellationReasons") or []
+            claim = reasons[1] if len(reasons) > 1 else {}
+            if answer.get("Error", {}).get("Code") != "TransactionCanceledException" or (
+                reasons and claim.get("Code") != "ConditionalCheckFailed"
+            ):
+                raise
+            owner = claim.get("Item", {}).get("request_id", {}).get("S")
+            raise JobClaimed(
+                f"{provider} job {remote_job_id} belongs to request {owner or 'another request'}",
+                owner=owner,
+            ) from exc
 
 
 @lru_cache(maxsize=4)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -19,6 +20,7 @@ from jobrelay.errors import (
     ProviderUnavailable,
 )
 from jobrelay.models import JobRef, ProviderName, StatusReport
+from jobrelay.observability import logger
 from jobrelay.providers.http import ProviderHttp, read_json
 from jobrelay.secrets import SecretKey
 
@@ -36,6 +38,23 @@ def aware_time(value: object) -> datetime | None:
     except ValueError:
         return None
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+Listed = TypeVar("Listed")
+
+
+def earliest_unclaimed(
+    provider: str, candidates: list[tuple[datetime, str, Listed]], exclude: Collection[str]
+) -> Listed | None:
+    """Among the jobs a listing matched (created at, job id, job), the earliest that no other
+    request has claimed: a request's first attempt is the earliest moment its job can exist.
+    """
+    left = [(created, job) for created, job_id, job in candidates if job_id not in exclude]
+    if not left:
+        return None
+    if len(left) > 1:
+        logger.warning("several jobs match an ambiguous create", provider=provider, count=len(left))
+    return min(left, key=lambda pair: pair[0])[1]
 
 
 def segment(value: object) -> str:
@@ -80,8 +99,11 @@ class Provider(ABC):
         """Validate without creating anything (deepset `dry_run`)."""
         raise NotImplementedError(f"{self.name} has no validate-only call")
 
-    def find_created(self, params: Any, since: datetime) -> CreatedJob | None:
-        """Look for a job this request created at or after `since` (ambiguous creates)."""
+    def find_created(
+        self, params: Any, since: datetime, *, exclude: Collection[str] = ()
+    ) -> CreatedJob | None:
+        """Look for a job this request created at or after `since` (ambiguous creates),
+        passing over the jobs in `exclude` (other requests' claimed jobs)."""
         return None
 
     # -- shared plumbing

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -18,7 +19,14 @@ from jobrelay.models import (
     StatusReport,
 )
 from jobrelay.observability import logger
-from jobrelay.providers.base import REJECTING_STATUS, CreatedJob, Provider, aware_time, segment
+from jobrelay.providers.base import (
+    REJECTING_STATUS,
+    CreatedJob,
+    Provider,
+    aware_time,
+    earliest_unclaimed,
+    segment,
+)
 from jobrelay.providers.http import json_or_none
 
 STATUS_MAP: dict[str, JobStatus] = {
@@ -153,19 +161,22 @@ class DeepsetProvider(Provider):
             raise self.tracking_failure(response)
         return map_status(_parse(self.body(response)))
 
-    def find_created(self, params: DeepsetParams, since: datetime) -> CreatedJob | None:
+    def find_created(
+        self, params: DeepsetParams, since: datetime, *, exclude: Collection[str] = ()
+    ) -> CreatedJob | None:
         """The job an ambiguous create of these params made, if the workspace shows one.
 
         A job is ours when it is in the same workspace, has the same `pipeline_id`, `name`
         and `execution_mode`, and was created at or after `since`; among several, the
         earliest (the first attempt is the earliest moment ours can exist). deepset stores
-        nothing that ties a job to our request id, so a job another producer (or another
-        request) created with the same pipeline and name in that window would be adopted
-        instead: that is the residual risk, small because `name` is the producer's own.
+        nothing that ties a job to our request id, so a job another producer created with the
+        same pipeline and name in that window would be adopted instead: that is the residual
+        risk, small because `name` is the producer's own. (Other jobrelay requests' jobs are
+        in `exclude`: the ledger claims each job for its request.)
         A listing that cannot be read is raised (the record is retried later): creating
         again without having looked could make a second job.
         """
-        candidates: list[tuple[datetime, DeepsetJob]] = []
+        candidates: list[tuple[datetime, str, DeepsetJob]] = []
         for page_number in range(1, LIST_MAX_PAGES + 1):
             response = self.send(
                 "GET",
@@ -188,18 +199,16 @@ class DeepsetProvider(Provider):
                 if created is not None and _same_job(item, params):
                     job = _parse_or_none(item)
                     if job is not None:
-                        candidates.append((created, job))
+                        candidates.append((created, job.job_id, job))
             if passed_window or not has_more or len(jobs) < LIST_PAGE_SIZE:
                 break
         else:
             logger.warning(
                 "deepset job listing longer than reconciliation reads", pages=LIST_MAX_PAGES
             )
-        if not candidates:
+        job = earliest_unclaimed(self.name, candidates, exclude)
+        if job is None:
             return None
-        if len(candidates) > 1:
-            logger.warning("several deepset jobs match an ambiguous create", count=len(candidates))
-        _, job = min(candidates, key=lambda pair: pair[0])
         return CreatedJob(
             remote_job_id=job.job_id,
             locator={"workspace_id": str(params.workspace_id)},

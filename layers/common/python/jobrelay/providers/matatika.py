@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -26,7 +27,14 @@ from jobrelay.models import (
     StatusReport,
 )
 from jobrelay.observability import logger
-from jobrelay.providers.base import REJECTING_STATUS, CreatedJob, Provider, aware_time, segment
+from jobrelay.providers.base import (
+    REJECTING_STATUS,
+    CreatedJob,
+    Provider,
+    aware_time,
+    earliest_unclaimed,
+    segment,
+)
 from jobrelay.providers.http import json_or_none
 
 STATUS_MAP: dict[str, JobStatus] = {
@@ -181,21 +189,24 @@ class MatatikaProvider(Provider):
             report=map_status(job),
         )
 
-    def find_created(self, params: MatatikaParams, since: datetime) -> CreatedJob | None:
+    def find_created(
+        self, params: MatatikaParams, since: datetime, *, exclude: Collection[str] = ()
+    ) -> CreatedJob | None:
         """The job an ambiguous create of this pipeline made, if the pipeline lists one.
 
         A job is ours when it is a `PIPELINE_RUN` of the same pipeline created at or after
         `since`; among several, the earliest (the first attempt is the earliest moment ours
         can exist). A pipeline run carries nothing of the request, so a run another
         producer (or a schedule inside Matatika, or a person in the app) started on the same
-        pipeline in that window would be adopted instead: the residual risk. It is smaller
-        than it looks: Matatika runs one job per pipeline at a time and refuses a second
+        pipeline in that window would be adopted instead: the residual risk (other jobrelay
+        requests' jobs are in `exclude`: the ledger claims each job for its request). It is
+        smaller than it looks: Matatika runs one job per pipeline at a time and refuses a second
         create while one runs (409), so a foreign run inside the window has to have ended
         before ours could start. A listing that cannot be read is raised (the record is
         retried later): creating again without having looked could make a second job.
         """
         path = f"/api/pipelines/{segment(params.pipeline_id)}/jobs"
-        candidates: list[tuple[datetime, MatatikaJob]] = []
+        candidates: list[tuple[datetime, str, MatatikaJob]] = []
         for page in range(LIST_MAX_PAGES):
             response = self.send(
                 "GET",
@@ -218,18 +229,16 @@ class MatatikaProvider(Provider):
                 job = _parse_or_none(item)
                 if created is None or job is None or (job.type or "PIPELINE_RUN") != "PIPELINE_RUN":
                     continue
-                candidates.append((created, job))
+                candidates.append((created, job.id, job))
             if passed_window or last_page or len(jobs) < LIST_PAGE_SIZE:
                 break
         else:
             logger.warning(
                 "matatika job listing longer than reconciliation reads", pages=LIST_MAX_PAGES
             )
-        if not candidates:
+        job = earliest_unclaimed(self.name, candidates, exclude)
+        if job is None:
             return None
-        if len(candidates) > 1:
-            logger.warning("several matatika jobs match an ambiguous create", count=len(candidates))
-        _, job = min(candidates, key=lambda pair: pair[0])
         return CreatedJob(
             remote_job_id=job.id,
             locator={"pipeline_id": params.pipeline_id},

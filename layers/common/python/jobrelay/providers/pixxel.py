@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,7 +23,14 @@ from jobrelay.models import (
     StatusReport,
 )
 from jobrelay.observability import logger
-from jobrelay.providers.base import REJECTING_STATUS, CreatedJob, Provider, aware_time, segment
+from jobrelay.providers.base import (
+    REJECTING_STATUS,
+    CreatedJob,
+    Provider,
+    aware_time,
+    earliest_unclaimed,
+    segment,
+)
 from jobrelay.providers.http import json_or_none
 
 STATUS_MAP: dict[str, JobStatus] = {
@@ -182,7 +190,9 @@ class PixxelProvider(Provider):
             report=map_status(job),
         )
 
-    def find_created(self, params: PixxelParams, since: datetime) -> CreatedJob | None:
+    def find_created(
+        self, params: PixxelParams, since: datetime, *, exclude: Collection[str] = ()
+    ) -> CreatedJob | None:
         """The job an ambiguous create of this workflow made, if the workflow lists one.
 
         A job is ours when it belongs to the same workflow and was created at or after
@@ -190,12 +200,13 @@ class PixxelProvider(Provider):
         can exist). Pixxel jobs carry nothing of the request (a create has no body) and not
         even the `project_id`, and jobrelay does not know the `created_by` user its key maps
         to, so any job another producer starts on the same workflow in that window, with
-        any key, would be adopted instead: the residual risk. A job found with `val_errors`
-        is refused as the create would have been. A listing that cannot be read is raised
+        any key, would be adopted instead: the residual risk (other jobrelay requests' jobs
+        are in `exclude`: the ledger claims each job for its request). A job found with
+        `val_errors` is refused as the create would have been. A listing that cannot be read is raised
         (the record is retried later): creating again without having looked could make a
         second job.
         """
-        candidates: list[tuple[datetime, PixxelJob]] = []
+        candidates: list[tuple[datetime, str, PixxelJob]] = []
         for created_on in _created_on_filters(since, datetime.now(UTC)):
             query = {"created_on": created_on} if created_on else {}
             response = self.send(
@@ -214,12 +225,10 @@ class PixxelProvider(Provider):
                 job = _listed_job(item, params.workflow_id)
                 created = aware_time(item.get("created_at")) if isinstance(item, dict) else None
                 if job is not None and created is not None and created >= since:
-                    candidates.append((created, job))
-        if not candidates:
+                    candidates.append((created, job.id, job))
+        job = earliest_unclaimed(self.name, candidates, exclude)
+        if job is None:
             return None
-        if len(candidates) > 1:
-            logger.warning("several pixxel jobs match an ambiguous create", count=len(candidates))
-        _, job = min(candidates, key=lambda pair: pair[0])
         if job.val_errors:
             problems = _val_problems(job.val_errors)
             raise ProviderRejected(
