@@ -39,6 +39,10 @@ JsonFlag = Annotated[
 ]
 
 
+# Tracker generations the demo view follows (a generation is 500 poll rounds).
+MAX_GENERATIONS_SHOWN = 100
+
+
 def _load(files: list[Path]) -> list[dict[str, Any] | str]:
     try:
         requests = read_requests(files)
@@ -421,23 +425,33 @@ def _outcomes(local: Any, ids: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def _tracker_view(sfn: Any, state_machine_arn: str, request_id: str) -> tuple[str, str]:
-    """What the tracker last saw of a job: (status, progress)."""
+    """What the tracker last saw of a job: (status, progress), following the execution a
+    long job continued as (`poll.continue_as`) generation by generation."""
     from jobrelay.models import execution_name
 
     prefix, _, machine = state_machine_arn.partition(":stateMachine:")
-    arn = f"{prefix}:execution:{machine}:{execution_name(request_id)}"
-    try:
-        history = sfn.get_execution_history(executionArn=arn, reverseOrder=True, maxResults=30)
-    except Exception:
-        return "waiting", ""
-    for event in history["events"]:
-        details = event.get("stateExitedEventDetails") or {}
-        output = details.get("output")
-        if output:
-            poll = json.loads(output).get("poll") or {}
-            progress = poll.get("progress")
-            return str(poll.get("status", "…")), f"{progress:.0%}" if progress is not None else ""
-    return "QUEUED", ""
+    name = execution_name(request_id)
+    seen = "QUEUED", ""
+    for _ in range(MAX_GENERATIONS_SHOWN):
+        arn = f"{prefix}:execution:{machine}:{name}"
+        try:
+            history = sfn.get_execution_history(executionArn=arn, reverseOrder=True, maxResults=30)
+        except Exception:
+            return seen if name != execution_name(request_id) else ("waiting", "")
+        poll: dict[str, Any] | None = None
+        for event in history["events"]:
+            output = (event.get("stateExitedEventDetails") or {}).get("output")
+            if output:
+                poll = json.loads(output).get("poll") or {}
+                break
+        if poll is None:
+            return seen
+        progress = poll.get("progress")
+        seen = str(poll.get("status", "…")), f"{progress:.0%}" if progress is not None else ""
+        if not poll.get("continue_as"):
+            return seen
+        name = str(poll["continue_as"])
+    return seen
 
 
 def _progress_table(local: Any, ids: list[str], outcomes: dict[str, dict[str, Any]]) -> Table:
