@@ -226,67 +226,54 @@ class JobLedger:
     def record_created(
         self, request_id: str, remote_job_id: str, locator: dict[str, str], *, provider: str
     ) -> None:
-        """Record the request's remote job and claim the job for it, in one transaction.
+        """Claim the remote job for the request, then record it as the request's job.
 
-        The claim (`claim#<provider>#<job id>` → request id) is what stops a second request
-        from adopting this job when it reconciles an ambiguous create on the same target.
-        Raises `JobClaimed` when another request holds the claim already.
+        The claim (`claim#<provider>#<job id>` → request id, written only if absent or
+        already this request's) is what stops a second request adopting this job when it
+        reconciles an ambiguous create on the same target; `JobClaimed` when another request
+        holds it. Two writes, not one transaction: a claim without its ledger entry (a crash
+        in between) is found and claimed again, by the same request, on the retry; and two
+        plain writes cost half the capacity of a two-item transaction.
         """
         expiration = self._expiration()
         try:
-            self.client.transact_write_items(
-                TransactItems=[
-                    {
-                        "Update": {
-                            "TableName": self.table_name,
-                            "Key": self._key(request_id),
-                            "UpdateExpression": (
-                                "SET #job = :job, #loc = :loc, #now = :now, #exp = :exp"
-                            ),
-                            "ExpressionAttributeNames": {
-                                "#job": "remote_job_id",
-                                "#loc": "locator",
-                                "#now": "created_at",
-                                "#exp": "expiration",
-                            },
-                            "ExpressionAttributeValues": {
-                                ":job": {"S": remote_job_id},
-                                ":loc": {"S": json.dumps(locator, sort_keys=True)},
-                                ":now": {"S": datetime.now(UTC).isoformat()},
-                                ":exp": {"N": expiration},
-                            },
-                        }
-                    },
-                    {
-                        "Put": {
-                            "TableName": self.table_name,
-                            "Item": {
-                                **self._claim_key(provider, remote_job_id),
-                                "request_id": {"S": request_id},
-                                "expiration": {"N": expiration},
-                            },
-                            "ConditionExpression": (
-                                "attribute_not_exists(id) OR request_id = :request"
-                            ),
-                            "ExpressionAttributeValues": {":request": {"S": request_id}},
-                            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-                        }
-                    },
-                ]
+            self.client.put_item(
+                TableName=self.table_name,
+                Item={
+                    **self._claim_key(provider, remote_job_id),
+                    "request_id": {"S": request_id},
+                    "expiration": {"N": expiration},
+                },
+                ConditionExpression="attribute_not_exists(id) OR request_id = :request",
+                ExpressionAttributeValues={":request": {"S": request_id}},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
             answer: dict[str, Any] = dict(exc.response)
-            reasons: list[dict[str, Any]] = answer.get("CancellationReasons") or []
-            claim = reasons[1] if len(reasons) > 1 else {}
-            if answer.get("Error", {}).get("Code") != "TransactionCanceledException" or (
-                reasons and claim.get("Code") != "ConditionalCheckFailed"
-            ):
+            if answer.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
-            owner = claim.get("Item", {}).get("request_id", {}).get("S")
+            owner = answer.get("Item", {}).get("request_id", {}).get("S")
             raise JobClaimed(
                 f"{provider} job {remote_job_id} belongs to request {owner or 'another request'}",
                 owner=owner,
             ) from exc
+        self.client.update_item(
+            TableName=self.table_name,
+            Key=self._key(request_id),
+            UpdateExpression="SET #job = :job, #loc = :loc, #now = :now, #exp = :exp",
+            ExpressionAttributeNames={
+                "#job": "remote_job_id",
+                "#loc": "locator",
+                "#now": "created_at",
+                "#exp": "expiration",
+            },
+            ExpressionAttributeValues={
+                ":job": {"S": remote_job_id},
+                ":loc": {"S": json.dumps(locator, sort_keys=True)},
+                ":now": {"S": datetime.now(UTC).isoformat()},
+                ":exp": {"N": expiration},
+            },
+        )
 
 
 @lru_cache(maxsize=4)
