@@ -193,3 +193,26 @@ def test_non_json_body_is_rejected_under_its_message_id(harness: Harness):
     assert event["type"] == "jobrelay.job.rejected"
     assert event["data"]["error"]["problems"][0]["field"] == "body"
     assert json.loads(json.dumps(event))["subject"] == f"unknown/request/{message_id}"
+
+
+def test_two_requests_on_one_workflow_never_share_a_job(harness: Harness):
+    # Given request A, whose create is lost on the way (the connection drops before Pixxel
+    # acts: ambiguous, so the record is retried and reconciles first)
+    harness.emulators["pixxel"].add_fault(
+        Fault(action="drop", method="POST", path="/workflows/wf-shared/jobs$")
+    )
+    harness.send(pixxel_request("share-a", workflow_id="wf-shared"))
+    first = harness.deliver()
+    assert len(first["result"]["batchItemFailures"]) == 1
+    # and request B for the same workflow, which creates a job inside A's window
+    harness.send(pixxel_request("share-b", workflow_id="wf-shared"))
+    # When both are delivered until the queue drains
+    harness.deliver_all()
+    # Then each request tracks a job of its own (whichever claimed first)
+    jobs = {
+        request_id: harness.wait_outcome(request_id)["data"]["remote_job_id"]
+        for request_id in ("share-a", "share-b")
+    }
+    assert jobs["share-a"] != jobs["share-b"]
+    # A's lost create, and one job for each request
+    assert harness.emulators["pixxel"].creates_received() == 3
