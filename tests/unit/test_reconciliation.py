@@ -497,3 +497,23 @@ def test_a_fresh_job_claimed_by_another_request_in_between_is_retried(make_provi
     # Then the retry passes over the claimed job and creates one of its own
     again = creator.handle(message)
     assert (again.remote_job_id, again.adopted) == ("job-2", False)
+
+
+def test_a_listing_longer_than_reconciliation_reads_stops_at_its_page_limit(make_provider):
+    # Given a pipeline with more runs inside the window than reconciliation reads
+    from jobrelay.providers.matatika import LIST_MAX_PAGES, LIST_PAGE_SIZE
+
+    pages = [
+        [
+            matatika_job(f"job-{page}-{i}", NOW - timedelta(seconds=page * LIST_PAGE_SIZE + i))
+            for i in range(LIST_PAGE_SIZE)
+        ]
+        for page in range(LIST_MAX_PAGES + 1)
+    ]
+    provider, recorder = make_provider("matatika", hal_pages(*pages))
+    # When it looks for an ambiguous create's job
+    found = provider.find_created(MATATIKA_PARAMS, NOW - timedelta(hours=1))
+    # Then it reads its page limit and no more, and takes the earliest run it saw
+    assert len(recorder.requests) == LIST_MAX_PAGES
+    assert found is not None
+    assert found.remote_job_id == f"job-{LIST_MAX_PAGES - 1}-{LIST_PAGE_SIZE - 1}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
@@ -107,6 +107,48 @@ class Provider(ABC):
         return None
 
     # -- shared plumbing
+    def listed_since(
+        self,
+        path: str,
+        since: datetime,
+        *,
+        pages: range,
+        query: Callable[[int], dict[str, Any]],
+        read_page: Callable[[Any], tuple[list[dict[str, Any]], bool]],
+        created_key: str,
+        page_size: int,
+    ) -> list[tuple[datetime, dict[str, Any]]] | None:
+        """The items of a newest-first, paged job listing created at or after `since`, with
+        their creation times (reconciliation). Reads page after page until an item older
+        than `since`, the last page (`read_page` answers the page's items and whether it is
+        the last) or the end of `pages`. None when the listing itself is gone or closed to
+        us (403, 404): the create that follows answers for good. Any other failure is raised:
+        creating again without having looked could make a second job.
+        """
+        found: list[tuple[datetime, dict[str, Any]]] = []
+        for page in pages:
+            response = self.send("GET", path, idempotent=True, params=query(page))
+            if response.status_code in (403, 404):
+                return None
+            if response.status_code != 200:
+                raise self.listing_error(response)
+            items, last_page = read_page(self.body(response))
+            passed_window = False
+            for item in items:
+                created = aware_time(item.get(created_key))
+                if created is None:
+                    continue  # a job whose time cannot be read is never adopted
+                if created < since:
+                    passed_window = True  # newest first: the rest is older still
+                    continue
+                found.append((created, item))
+            if passed_window or last_page or len(items) < page_size:
+                return found
+        logger.warning(
+            "job listing longer than reconciliation reads", provider=self.name, pages=len(pages)
+        )
+        return found
+
     def auth_headers(self, *, refresh: bool = False) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.key.value(refresh=refresh)}"}
 

@@ -18,12 +18,10 @@ from jobrelay.models import (
     LazyModel,
     StatusReport,
 )
-from jobrelay.observability import logger
 from jobrelay.providers.base import (
     REJECTING_STATUS,
     CreatedJob,
     Provider,
-    aware_time,
     earliest_unclaimed,
     segment,
 )
@@ -176,36 +174,22 @@ class DeepsetProvider(Provider):
         A listing that cannot be read is raised (the record is retried later): creating
         again without having looked could make a second job.
         """
-        candidates: list[tuple[datetime, str, DeepsetJob]] = []
-        for page_number in range(1, LIST_MAX_PAGES + 1):
-            response = self.send(
-                "GET",
-                self._jobs_path(params.workspace_id),
-                idempotent=True,
-                params={"limit": LIST_PAGE_SIZE, "page_number": page_number},
-            )
-            if response.status_code in (403, 404):
-                # The workspace is gone or closed to us: the create will answer for good.
-                return None
-            if response.status_code != 200:
-                raise self.listing_error(response)
-            jobs, has_more = _listing(self.body(response))
-            passed_window = False
-            for item in jobs:
-                created = aware_time(item.get("created_at"))
-                if created is not None and created < since:
-                    passed_window = True  # newest first: the rest is older still
-                    continue
-                if created is not None and _same_job(item, params):
-                    job = _parse_or_none(item)
-                    if job is not None:
-                        candidates.append((created, job.job_id, job))
-            if passed_window or not has_more or len(jobs) < LIST_PAGE_SIZE:
-                break
-        else:
-            logger.warning(
-                "deepset job listing longer than reconciliation reads", pages=LIST_MAX_PAGES
-            )
+        listed = self.listed_since(
+            self._jobs_path(params.workspace_id),
+            since,
+            pages=range(1, LIST_MAX_PAGES + 1),
+            query=lambda page: {"limit": LIST_PAGE_SIZE, "page_number": page},
+            read_page=_listing,
+            created_key="created_at",
+            page_size=LIST_PAGE_SIZE,
+        )
+        if listed is None:
+            return None  # the workspace is gone or closed to us
+        candidates = [
+            (created, job.job_id, job)
+            for created, item in listed
+            if _same_job(item, params) and (job := _parse_or_none(item)) is not None
+        ]
         job = earliest_unclaimed(self.name, candidates, exclude)
         if job is None:
             return None
@@ -217,12 +201,13 @@ class DeepsetProvider(Provider):
 
 
 def _listing(payload: Any) -> tuple[list[dict[str, Any]], bool]:
-    """(jobs, has_more) of one page: `{"data": [...], "has_more": ...}` or a bare list."""
+    """(jobs, is the last page) of one page: `{"data": [...], "has_more": ...}` or a bare
+    list (one page)."""
     items = payload.get("data") if isinstance(payload, dict) else payload
     if not isinstance(items, list):
         raise ProviderProtocolError("deepset answered a job listing we cannot read")
     has_more = bool(payload.get("has_more", True)) if isinstance(payload, dict) else False
-    return [item for item in items if isinstance(item, dict)], has_more
+    return [item for item in items if isinstance(item, dict)], not has_more
 
 
 def _same_job(item: dict[str, Any], params: DeepsetParams) -> bool:

@@ -31,7 +31,6 @@ from jobrelay.providers.base import (
     REJECTING_STATUS,
     CreatedJob,
     Provider,
-    aware_time,
     earliest_unclaimed,
     segment,
 )
@@ -205,37 +204,23 @@ class MatatikaProvider(Provider):
         before ours could start. A listing that cannot be read is raised (the record is
         retried later): creating again without having looked could make a second job.
         """
-        path = f"/api/pipelines/{segment(params.pipeline_id)}/jobs"
-        candidates: list[tuple[datetime, str, MatatikaJob]] = []
-        for page in range(LIST_MAX_PAGES):
-            response = self.send(
-                "GET",
-                path,
-                idempotent=True,
-                params={"page": page, "size": LIST_PAGE_SIZE, "sort": "created,desc"},
-            )
-            if response.status_code in (403, 404):
-                # The pipeline is gone or closed to us: the create will answer for good.
-                return None
-            if response.status_code != 200:
-                raise self.listing_error(response)
-            jobs, last_page = _listing(self.body(response))
-            passed_window = False
-            for item in jobs:
-                created = aware_time(item.get("created"))
-                if created is not None and created < since:
-                    passed_window = True  # newest first: the rest is older still
-                    continue
-                job = _parse_or_none(item)
-                if created is None or job is None or (job.type or "PIPELINE_RUN") != "PIPELINE_RUN":
-                    continue
-                candidates.append((created, job.id, job))
-            if passed_window or last_page or len(jobs) < LIST_PAGE_SIZE:
-                break
-        else:
-            logger.warning(
-                "matatika job listing longer than reconciliation reads", pages=LIST_MAX_PAGES
-            )
+        listed = self.listed_since(
+            f"/api/pipelines/{segment(params.pipeline_id)}/jobs",
+            since,
+            pages=range(LIST_MAX_PAGES),
+            query=lambda page: {"page": page, "size": LIST_PAGE_SIZE, "sort": "created,desc"},
+            read_page=_listing,
+            created_key="created",
+            page_size=LIST_PAGE_SIZE,
+        )
+        if listed is None:
+            return None  # the pipeline is gone or closed to us
+        candidates = [
+            (created, job.id, job)
+            for created, item in listed
+            if (job := _parse_or_none(item)) is not None
+            and (job.type or "PIPELINE_RUN") == "PIPELINE_RUN"
+        ]
         job = earliest_unclaimed(self.name, candidates, exclude)
         if job is None:
             return None
