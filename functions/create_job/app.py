@@ -26,7 +26,7 @@ from jobrelay.wiring import ProviderPool, create_job_service, provider_pool
 # A batch whose every record failed is reported record by record, not raised: Lambda then
 # retries exactly those records, and a transient provider outage does not count as a
 # function error.
-MAX_WORKERS = 32  # the provider pool's connection limit is 20; more records queue briefly
+MAX_WORKERS = 32  # as many as the provider pool has connections; more records queue briefly
 # Records come as Powertools' `SQSRecord` data class, not the parser's pydantic model: the
 # body is validated by jobrelay's own models, and the parser package costs ~0.2 s of import.
 processor = AsyncBatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
