@@ -102,15 +102,8 @@ def moto_process(*, execute_trackers: bool) -> Iterator[tuple[str, int]]:
     every StartExecution) would otherwise compete for this machine's cores.
     """
     port = free_port()
-    # Keep-alive, as AWS endpoints do (Werkzeug's development server speaks HTTP/1.0 and
-    # closes every connection unless told otherwise).
-    launch = (
-        "import sys; from werkzeug.serving import WSGIRequestHandler;"
-        " WSGIRequestHandler.protocol_version = 'HTTP/1.1';"
-        " from moto.server import main; main(sys.argv[1:])"
-    )
     server = subprocess.Popen(  # noqa: S603 - our interpreter running moto's server
-        [sys.executable, "-c", launch, "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
