@@ -517,3 +517,33 @@ def test_a_listing_longer_than_reconciliation_reads_stops_at_its_page_limit(make
     assert len(recorder.requests) == LIST_MAX_PAGES
     assert found is not None
     assert found.remote_job_id == f"job-{LIST_MAX_PAGES - 1}-{LIST_PAGE_SIZE - 1}"
+
+
+def test_a_window_full_of_other_requests_jobs_is_retried_not_guessed(make_provider):
+    # Given an ambiguous create, and more matching jobs in its window than reconciliation
+    # passes over, every one of them another request's
+    from jobrelay.creation import MAX_ADOPTION_TRIES
+
+    jobs = [matatika_job(f"job-{i}", datetime.now(UTC)) for i in range(MAX_ADOPTION_TRIES + 1)]
+    posts: list[str] = []
+
+    def provider_api(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            posts.append("post")
+            raise httpx.ReadTimeout("timed out", request=request)
+        return hal_pages(jobs)(request)
+
+    provider, _ = make_provider("matatika", provider_api)
+    creator, starter = creator_for(provider)
+    ledger = creator.ledger
+    assert isinstance(ledger, MemoryLedger)
+    for job in jobs:
+        ledger.claims[("matatika", job["id"])] = "someone-else"
+    body = {"request_id": "d", "provider": "matatika", "params": {"pipeline_id": "p"}}
+    message = QueueMessage.from_record("m-d", json.dumps(body))
+    with pytest.raises(ProviderUnavailable):
+        creator.handle(message)
+    # When it is delivered again, the record is handed back to SQS: nothing adopted or made
+    with pytest.raises(JobClaimed):
+        creator.handle(message)
+    assert (len(posts), starter.started) == (1, [])
