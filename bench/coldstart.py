@@ -215,7 +215,7 @@ def _events(local: LocalStack) -> dict[str, Any]:
     body = request("cold-seed", "matatika")
     message = {"MessageId": str(uuid.uuid4()), "ReceiptHandle": "x", "Body": json.dumps(body)}
     context = FakeLambdaContext(spec.function_name, spec.function_arn, 256, spec.timeout)
-    answer = source.handler({"Records": [source._record(message)]}, context)
+    answer = source.handler({"Records": [source.lambda_record(message)]}, context)
     if answer["batchItemFailures"]:
         raise RuntimeError("could not create the job the cold starts poll")
     sfn = boto3.client("stepfunctions")
@@ -252,7 +252,7 @@ def run(rounds: int) -> dict[str, Any]:
             body = json.dumps(request(f"cold-create-{index}", "deepset"))
             record = {"MessageId": str(uuid.uuid4()), "ReceiptHandle": "x", "Body": body}
             assert local.source is not None
-            return {"Records": [local.source._record(record)]}
+            return {"Records": [local.source.lambda_record(record)]}
 
         # Warm the disk cache and bytecode of everything once, outside the measurement.
         _child([blocked, "baseline"], env)

@@ -23,6 +23,8 @@ import time
 import uuid
 from typing import Any
 
+from jobrelay_local.runtime import SqsEventSource
+
 from bench.common import cpu_seconds, local_stack, mixed_requests, moto_process
 
 LATENCY_SECONDS = 0.2
@@ -94,28 +96,13 @@ class WarmFunction:
         self.process.wait(timeout=60)
 
 
-def _event(bodies: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
-    return {
-        "Records": [
-            {
-                "messageId": str(uuid.uuid4()),
-                "receiptHandle": uuid.uuid4().hex,
-                "body": json.dumps(body),
-                "attributes": {
-                    "ApproximateReceiveCount": "1",
-                    "SentTimestamp": "1700000000000",
-                    "SenderId": "bench",
-                    "ApproximateFirstReceiveTimestamp": "1700000000000",
-                },
-                "messageAttributes": {},
-                "md5OfBody": "",
-                "eventSource": "aws:sqs",
-                "eventSourceARN": queue_arn,
-                "awsRegion": "us-east-1",
-            }
-            for body in bodies
-        ]
-    }
+def _event(source: SqsEventSource, bodies: list[dict[str, Any]]) -> dict[str, Any]:
+    """The Lambda SQS event of these request bodies, as the local event source builds it."""
+    messages = [
+        {"MessageId": str(uuid.uuid4()), "ReceiptHandle": uuid.uuid4().hex, "Body": json.dumps(b)}
+        for b in bodies
+    ]
+    return {"Records": [source.lambda_record(message) for message in messages]}
 
 
 def peak_in_flight(entries: list[dict[str, Any]]) -> int:
@@ -141,7 +128,8 @@ def run() -> dict[str, Any]:
             emulator.configure(latency=LATENCY_SECONDS, queued=0.0, duration=3600.0)
         stack = local.require_stack()
         spec = stack.function("CreateJobFunction")
-        queue_arn = spec.sqs_trigger.queue_arn if spec.sqs_trigger else ""
+        source = local.source
+        assert source is not None
         function = WarmFunction(str(spec.code_dir / "app.py"), spec.function_name)
         pids = {"function": function.process.pid, "aws": aws_pid, "providers": os.getpid()}
 
@@ -158,7 +146,7 @@ def run() -> dict[str, Any]:
 
         def invoke(bodies: list[dict[str, Any]]) -> tuple[float, dict[str, float | None], int]:
             before, moment = cpu(), time.monotonic()
-            seconds = function.invoke(_event(bodies, queue_arn))
+            seconds = function.invoke(_event(source, bodies))
             after = cpu()
             spent = {
                 party: (after[party] - start) if start is not None else None  # type: ignore[operator]

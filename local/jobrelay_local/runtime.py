@@ -179,7 +179,7 @@ class SqsEventSource:
         messages = self.receive_batch()
         if not messages:
             return False
-        event = {"Records": [self._record(m) for m in messages]}
+        event = {"Records": [self.lambda_record(m) for m in messages]}
         context = FakeLambdaContext(
             function_name=self.spec.function_name,
             invoked_function_arn=self.spec.function_arn,
@@ -209,7 +209,8 @@ class SqsEventSource:
             )
         return True
 
-    def _record(self, message: Mapping[str, Any]) -> dict[str, Any]:
+    def lambda_record(self, message: Mapping[str, Any]) -> dict[str, Any]:
+        """The SQS message as Lambda hands it to the function: one record of the event."""
         attributes = {
             key[0].lower() + key[1:]: value for key, value in message.get("Attributes", {}).items()
         }

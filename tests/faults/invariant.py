@@ -11,22 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 
-from jobrelay.models import execution_name
+from jobrelay.models import EventType, execution_name
 
 from tests.integration.conftest import Harness
 
-OUTCOME_TYPES = frozenset(
-    {
-        "jobrelay.job.succeeded",
-        "jobrelay.job.failed",
-        "jobrelay.job.cancelled",
-        "jobrelay.job.timed_out",
-        "jobrelay.job.rejected",
-        "jobrelay.job.validated",
-    }
-)
+# Every outcome type the event contract defines.
+OUTCOME_TYPES = frozenset(get_args(EventType))
 
 
 @dataclass(frozen=True)

@@ -72,7 +72,7 @@ class Harness:
             time.sleep(0.2)
             messages = source.receive_batch()
         assert messages, "the queue had nothing to deliver"
-        event = {"Records": [source._record(m) for m in messages]}
+        event = {"Records": [source.lambda_record(m) for m in messages]}
         from jobrelay_local.stack import FakeLambdaContext
 
         spec = source.spec

@@ -18,7 +18,7 @@ from jobrelay.models import (
     execution_name,
 )
 from jobrelay.poll_policy import PollPolicy
-from jobrelay.polling import JobPoller, default_policy, next_poll_seconds, policy_for
+from jobrelay.polling import JobPoller, decide_wait, default_policy, policy_for
 from jobrelay.ports import TrackerStarter
 from jobrelay.providers.matatika import MatatikaProvider
 from jobrelay.settings import settings_from_env
@@ -239,8 +239,8 @@ def test_a_long_outage_also_continues_as_a_new_execution():
 
 def test_wait_never_passes_the_deadline():
     now = T0 + timedelta(minutes=60) - timedelta(seconds=7)
-    assert next_poll_seconds(tracker().job, now) == 7
-    assert next_poll_seconds(tracker().job, T0 + timedelta(hours=2)) == 1
+    assert decide_wait(tracker().job, now).wait_seconds == 7
+    assert decide_wait(tracker().job, T0 + timedelta(hours=2)).wait_seconds == 1
 
 
 def test_terminal_status_ends_tracking():

@@ -88,19 +88,6 @@ def decide_wait(
     )
 
 
-def next_poll_seconds(
-    job: JobRef,
-    now: datetime,
-    *,
-    policy: PollPolicy | None = None,
-    hints: JobHints | None = None,
-    draw: float = 0.0,
-) -> int:
-    """The wait before the next poll: the poll policy's, never past the deadline (so the
-    deadline is noticed on time)."""
-    return decide_wait(job, now, policy=policy, hints=hints, draw=draw).wait_seconds
-
-
 @dataclass
 class JobPoller:
     provider_for: Callable[[ProviderName], Provider]
