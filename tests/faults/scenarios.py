@@ -16,7 +16,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -25,6 +25,7 @@ from jobrelay.models import OutcomeEvent, TrackerState
 from jobrelay.polling import JobPoller
 from jobrelay.ports import DeadLetterQueue, JobLedger, OutcomePublisher, TrackerStarter
 from jobrelay_local.emulators import Fault
+from jobrelay_local.emulators.base import EmulatedJob
 
 from tests.faults.invariant import InvariantReport, RequestUnderTest, Verdict, check_invariant
 from tests.integration.conftest import Harness
@@ -548,30 +549,29 @@ def _add_fault(harness: Harness, scenario: Scenario, job_id: str | None) -> Faul
 def _installing_job_faults(
     harness: Harness, pending: list[Scenario], faults: dict[str, Fault]
 ) -> Iterator[None]:
-    """Watch for the jobs of scenarios whose fault path needs the job id, and add each fault
-    the moment its job exists (from a thread: a CreateJob batch can outlast a short job)."""
-    stop = threading.Event()
+    """Add the fault of each scenario whose fault path needs the job id the moment its job
+    is created: the emulator calls back before it answers the create, so the fault is in
+    place before any poll (a watcher thread could fall behind under load and miss it)."""
+    lock = threading.Lock()
 
-    def watch() -> None:
-        while pending and not stop.is_set():
-            for scenario in list(pending):
-                jobs = [
-                    job
-                    for job in harness.emulators[scenario.provider].jobs()
-                    if job["target"] == scenario.target
-                ]
-                if jobs:
-                    faults[scenario.id] = _add_fault(harness, scenario, jobs[0]["id"])
-                    pending.remove(scenario)
-            stop.wait(0.02)
+    def installer(provider: str) -> Callable[[EmulatedJob], None]:
+        def install(job: EmulatedJob) -> None:
+            with lock:
+                for scenario in list(pending):
+                    if scenario.provider == provider and scenario.target == job.target:
+                        faults[scenario.id] = _add_fault(harness, scenario, job.id)
+                        pending.remove(scenario)
 
-    watcher = threading.Thread(target=watch, name="job-fault-installer", daemon=True)
-    watcher.start()
+        return install
+
+    listeners = {name: installer(name) for name in {s.provider for s in pending}}
+    for name, listener in listeners.items():
+        harness.emulators[name].add_job_listener(listener)
     try:
         yield
     finally:
-        stop.set()
-        watcher.join(timeout=5)
+        for name, listener in listeners.items():
+            harness.emulators[name].remove_job_listener(listener)
 
 
 def _send(harness: Harness, scenarios: list[Scenario]) -> dict[str, list[str]]:

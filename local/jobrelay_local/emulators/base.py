@@ -418,6 +418,7 @@ class EmulatorServer:
         self._initial_defaults = defaults or Behaviour()
         self._initial_strict = strict_targets
         self._lock = threading.RLock()
+        self._job_listeners: list[Callable[[EmulatedJob], None]] = []
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._routes = self.routes()
@@ -528,6 +529,17 @@ class EmulatorServer:
             self._faults.append(fault)
         return fault
 
+    def add_job_listener(self, listener: Callable[[EmulatedJob], None]) -> None:
+        """Call `listener` with every job the moment it is created, under the emulator's lock
+        and before the create is answered (so a test can scope a fault to the job's id before
+        any client knows it)."""
+        with self._lock:
+            self._job_listeners.append(listener)
+
+    def remove_job_listener(self, listener: Callable[[EmulatedJob], None]) -> None:
+        with self._lock:
+            self._job_listeners.remove(listener)
+
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
@@ -604,6 +616,8 @@ class EmulatorServer:
         )
         if store:
             self._jobs[job.id] = job
+            for listener in list(self._job_listeners):
+                listener(job)
         return job
 
     def find_job(self, job_id: str) -> EmulatedJob | None:
