@@ -6,12 +6,14 @@ the state machine after a publish that succeeded does not publish again.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from jobrelay.models import TrackerState
 from jobrelay.observability import capture_lambda_handler, logger
 from jobrelay.wiring import publish_outcome_service
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 
 @logger.inject_lambda_context
@@ -19,7 +21,4 @@ from jobrelay.wiring import publish_outcome_service
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     state = TrackerState.model_validate(event)
     logger.append_keys(request_id=state.job.request_id, provider=state.job.provider)
-    service = publish_outcome_service()
-    service.config.register_lambda_context(context)
-    result = service.publish_once(service.reporter(), state=state)
-    return result.model_dump(mode="json")
+    return publish_outcome_service().publish(state, context)

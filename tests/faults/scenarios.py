@@ -21,11 +21,23 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pytest
+from jobrelay.aws import (
+    DynamoJobLedger as JobLedger,
+)
+from jobrelay.aws import (
+    SnsOutcomePublisher as OutcomePublisher,
+)
+from jobrelay.aws import (
+    SqsDeadLetterQueue as DeadLetterQueue,
+)
+from jobrelay.aws import (
+    StepFunctionsTrackerStarter as TrackerStarter,
+)
 from jobrelay.models import OutcomeEvent, TrackerState
 from jobrelay.polling import JobPoller
-from jobrelay.ports import DeadLetterQueue, JobLedger, OutcomePublisher, TrackerStarter
+from jobrelay.registry import PROVIDER_NAMES
 from jobrelay_local.emulators import Fault
-from jobrelay_local.emulators.base import EmulatedJob
+from jobrelay_local.emulators.jobs import EmulatedJob
 
 from tests.faults.invariant import InvariantReport, RequestUnderTest, Verdict, check_invariant
 from tests.integration.conftest import Harness
@@ -153,7 +165,7 @@ TRANSPORT_FAULTS: dict[str, dict[str, Any]] = {
 # On a create, these answer after the provider made the job: the ambiguous creates that
 # reconciliation must adopt. The others are refusals the provider answers before acting.
 AFTER_CREATING = {"500", "502", "504", *TRANSPORT_FAULTS}
-PROVIDERS = ("deepset", "pixxel", "matatika")
+PROVIDERS = PROVIDER_NAMES
 UNKNOWN_STATUS = {"deepset": "SUSPENDED", "pixxel": "paused", "matatika": "THROTTLED"}
 
 

@@ -75,7 +75,7 @@ def test_message_delivered_three_times_creates_one_job_and_one_execution(harness
 
 def test_create_recorded_before_tracker_start_is_not_repeated(harness: Harness, monkeypatch):
     # Given the tracker cannot be started right after the job was created
-    from jobrelay.ports import TrackerStarter
+    from jobrelay.aws import StepFunctionsTrackerStarter as TrackerStarter
 
     real_start = TrackerStarter.start
     calls = {"n": 0}
@@ -100,7 +100,7 @@ def test_create_recorded_before_tracker_start_is_not_repeated(harness: Harness, 
 def test_ledger_keeps_the_first_attempt_and_answers_with_what_it_held(harness: Harness):
     # The ledger's one write per attempt, against DynamoDB's semantics (moto).
     from jobrelay.errors import JobClaimed
-    from jobrelay.ports import JobLedger
+    from jobrelay.aws import DynamoJobLedger as JobLedger
 
     table = harness.stack.resources["IdempotencyTable"]
     ledger = JobLedger(table, 3600)

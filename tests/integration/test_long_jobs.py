@@ -20,9 +20,9 @@ pytestmark = pytest.mark.integration
 def short_executions(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Trackers continue as new after 3 rounds (PollJobStatus reads it on first use)."""
     monkeypatch.setenv("ROUNDS_PER_EXECUTION", "3")
-    settings.get_settings.cache_clear()
+    settings.forget_settings()
     yield
-    settings.get_settings.cache_clear()
+    settings.forget_settings()
 
 
 def chain(harness: Harness, request_id: str) -> list[dict[str, Any]]:

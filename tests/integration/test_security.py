@@ -7,7 +7,7 @@ import ssl
 from pathlib import Path
 
 import pytest
-from jobrelay.providers import http_client
+from jobrelay.providers.pool import http_client
 from jobrelay.settings import Settings
 from jobrelay_local.emulators import Fault
 from jobrelay_local.runtime import LocalStack

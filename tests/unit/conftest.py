@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import cast
 
 import httpx
 import pytest
-from jobrelay.models import JobRef, ProviderName
-from jobrelay.providers import REGISTRY, Provider
+from jobrelay.models import JobRef
+from jobrelay.providers import Provider
 from jobrelay.providers.http import ProviderHttp, RetryPolicy
+from jobrelay.registry import REGISTRY
 from jobrelay.secrets import StaticKey
 
 BASE_URLS = {
@@ -45,9 +45,7 @@ def make_provider():
             provider=name,
             retry=RetryPolicy(max_attempts=attempts, sleep=recorder.sleeps.append),
         )
-        provider: Provider = REGISTRY[cast(ProviderName, name)](
-            http, BASE_URLS[name], StaticKey(key)
-        )
+        provider: Provider = REGISTRY[name].adapter(http, BASE_URLS[name], StaticKey(key))
         return provider, recorder
 
     return make
@@ -57,7 +55,7 @@ def job_ref(provider: str, remote_job_id: str = "job-1", **locator: str) -> JobR
     now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
     return JobRef(
         request_id="req-1",
-        provider=cast(ProviderName, provider),
+        provider=provider,
         remote_job_id=remote_job_id,
         locator=locator,
         created_at=now,

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jobrelay import ports
-from jobrelay.providers import tls_context
+from jobrelay import aws
+from jobrelay.providers.pool import tls_context
 
 ROOT = Path(__file__).resolve().parents[2]
 HANDLERS = {
@@ -100,20 +100,20 @@ def test_one_aws_client_per_service_even_when_threads_ask_at_once(
         built.append(service)
         return object()
 
-    ports.forget_clients()
-    monkeypatch.setattr("jobrelay.ports.boto3.client", fake_client)
+    aws.forget_clients()
+    monkeypatch.setattr("jobrelay.aws.boto3.client", fake_client)
     results: list[object] = []
 
     def ask() -> None:
         gate.wait()
-        results.append(ports.aws_client("dynamodb"))
+        results.append(aws.aws_client("dynamodb"))
 
     threads = [threading.Thread(target=ask) for _ in range(16)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    ports.forget_clients()
+    aws.forget_clients()
     assert built == ["dynamodb"]
     assert len({id(client) for client in results}) == 1
 

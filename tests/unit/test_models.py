@@ -7,13 +7,13 @@ import json
 import pytest
 from jobrelay.creation import parse_request, request_key
 from jobrelay.errors import RequestInvalid
-from jobrelay.models import (
-    DeepsetJobRequest,
-    JobStatus,
-    MatatikaJobRequest,
-    PixxelJobRequest,
-    execution_name,
-)
+from jobrelay.models import JobStatus, execution_name
+from jobrelay.providers.deepset import DeepsetParams
+from jobrelay.registry import REGISTRY
+
+DeepsetJobRequest = REGISTRY["deepset"].request_model
+PixxelJobRequest = REGISTRY["pixxel"].request_model
+MatatikaJobRequest = REGISTRY["matatika"].request_model
 
 WS = "0b6e2c1e-5f1a-4c1e-9a47-1d2b3c4d5e6f"
 PIPE = "7d7b2a3c-1e2f-4a5b-8c9d-0e1f2a3b4c5d"
@@ -48,6 +48,7 @@ def test_parse_request_when_each_provider_is_valid_returns_its_model():
 def test_deepset_defaults_match_the_provider():
     request = parse_request(json.dumps(deepset()))
     assert isinstance(request, DeepsetJobRequest)
+    assert isinstance(request.params, DeepsetParams)
     assert request.params.concurrency == 3
     assert request.params.dry_run is False
     assert request.tracking.deadline_seconds is None

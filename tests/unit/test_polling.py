@@ -4,10 +4,8 @@ bounds), continuing as a new execution, the outage round, and the cancel at the 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
 
 import pytest
-from botocore.exceptions import ClientError
 from jobrelay.errors import JobNotFound, ProviderUnavailable
 from jobrelay.models import (
     JobRef,
@@ -19,9 +17,10 @@ from jobrelay.models import (
 )
 from jobrelay.poll_policy import PollPolicy
 from jobrelay.polling import JobPoller, decide_wait, default_policy, policy_for
-from jobrelay.ports import TrackerStarter
 from jobrelay.providers.matatika import MatatikaProvider
 from jobrelay.settings import settings_from_env
+
+from tests.fakes import MemoryStarter
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -304,24 +303,6 @@ def test_provider_outage_past_the_deadline_goes_to_the_cancel_step():
     assert ended.poll.status is JobStatus.TIMED_OUT
 
 
-class FakeStepFunctions:
-    """Step Functions' StartExecution as it behaves for names: once per name."""
-
-    def __init__(self) -> None:
-        self.started: dict[str, str] = {}
-
-    def start_execution(self, *, stateMachineArn: str, name: str, input: str) -> dict[str, str]:
-        if name in self.started and self.started[name] != input:
-            raise ClientError(
-                {"Error": {"Code": "ExecutionAlreadyExists", "Message": name}}, "StartExecution"
-            )
-        self.started[name] = input
-        return {"executionArn": f"{stateMachineArn.replace('stateMachine', 'execution')}:{name}"}
-
-
-MACHINE = "arn:aws:states:us-east-1:123456789012:stateMachine:JobTracker"
-
-
 def continued_state() -> TrackerState:
     state = tracker(deadline_minutes=24 * 60)
     state = state.model_copy(update={"poll": state.poll.model_copy(update={"rounds": 4})})
@@ -331,34 +312,30 @@ def continued_state() -> TrackerState:
 
 
 def test_continuing_starts_the_next_generation_with_the_document_as_input():
-    sfn = FakeStepFunctions()
+    sfn = MemoryStarter()
     state = continued_state()
-    answer = poller(ScriptedProvider(), T0).continue_tracking(
-        state, TrackerStarter(MACHINE, cast(Any, sfn))
-    )
+    answer = poller(ScriptedProvider(), T0).continue_tracking(state, sfn)
     assert answer["started"] is True
-    assert list(sfn.started) == [execution_name("r", 1)]
-    started = TrackerState.model_validate_json(sfn.started[execution_name("r", 1)])
+    assert list(sfn.inputs) == [execution_name("r", 1)]
+    started = TrackerState.model_validate_json(sfn.inputs[execution_name("r", 1)])
     assert started.job.generation == 1
     assert started.poll.rounds == 0
     assert started.poll.next_poll_seconds == state.poll.next_poll_seconds
 
 
 def test_continuing_twice_starts_one_execution():
-    sfn = FakeStepFunctions()
+    sfn = MemoryStarter()
     state = continued_state()
     continuing = poller(ScriptedProvider(), T0)
-    first = continuing.continue_tracking(state, TrackerStarter(MACHINE, cast(Any, sfn)))
-    again = continuing.continue_tracking(state, TrackerStarter(MACHINE, cast(Any, sfn)))
-    assert len(sfn.started) == 1
+    first = continuing.continue_tracking(state, sfn)
+    again = continuing.continue_tracking(state, sfn)
+    assert len(sfn.inputs) == 1
     assert first["execution_arn"] == again["execution_arn"]
 
 
 def test_a_name_already_used_means_the_next_generation_exists():
-    sfn = FakeStepFunctions()
-    sfn.started[execution_name("r", 1)] = "{}"  # started (and maybe ended) with another input
-    answer = poller(ScriptedProvider(), T0).continue_tracking(
-        continued_state(), TrackerStarter(MACHINE, cast(Any, sfn))
-    )
+    sfn = MemoryStarter()
+    sfn.inputs[execution_name("r", 1)] = "{}"  # started (and maybe ended) with another input
+    answer = poller(ScriptedProvider(), T0).continue_tracking(continued_state(), sfn)
     assert answer["started"] is False
     assert str(answer["execution_arn"]).endswith(execution_name("r", 1))

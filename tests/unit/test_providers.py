@@ -13,8 +13,11 @@ from jobrelay.errors import (
     ProviderRejected,
     ProviderUnavailable,
 )
-from jobrelay.models import DeepsetParams, JobStatus, MatatikaParams, PixxelParams
+from jobrelay.models import JobStatus
 from jobrelay.providers import deepset, matatika, pixxel
+from jobrelay.providers.deepset import DeepsetParams
+from jobrelay.providers.matatika import MatatikaParams
+from jobrelay.providers.pixxel import PixxelParams
 
 from tests.unit.conftest import job_ref
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,10 +18,13 @@ from jobrelay.errors import (
     ProviderRejected,
     ProviderUnavailable,
 )
-from jobrelay.models import DeepsetParams, MatatikaParams, OutcomeEvent, PixxelParams, TrackerState
-from jobrelay.ports import DeadLetterQueue, JobLedger, LedgerEntry, OutcomePublisher, TrackerStarter
 from jobrelay.providers import Provider
+from jobrelay.providers.deepset import DeepsetParams
+from jobrelay.providers.matatika import MatatikaParams
+from jobrelay.providers.pixxel import PixxelParams
 from jobrelay.settings import Settings
+
+from tests.fakes import MemoryDeadLetters, MemoryLedger, MemoryPublisher, MemoryStarter
 
 WS = "0b6e2c1e-5f1a-4c1e-9a47-1d2b3c4d5e6f"
 PIPE = "7d7b2a3c-1e2f-4a5b-8c9d-0e1f2a3b4c5d"
@@ -302,66 +304,6 @@ def test_unreadable_listing_is_raised_never_taken_for_no_job(make_provider, name
 
 
 # ------------------------------------------------------------------ through JobCreator
-class MemoryLedger(JobLedger):
-    def __init__(self) -> None:
-        super().__init__("ledger", 3600)
-        self.entries: dict[str, LedgerEntry] = {}
-        self.claims: dict[tuple[str, str], str] = {}
-
-    def get(self, request_id: str) -> LedgerEntry | None:
-        return self.entries.get(request_id)
-
-    def begin_attempt(self, request_id: str, at: datetime) -> LedgerEntry | None:
-        entry = self.entries.get(request_id)
-        if entry is None:
-            self.entries[request_id] = LedgerEntry(request_id, None, {}, at, None)
-        elif entry.create_attempted_at is None:
-            self.entries[request_id] = replace(entry, create_attempted_at=at)
-        return entry
-
-    def record_created(
-        self, request_id: str, remote_job_id: str, locator: dict[str, str], *, provider: str
-    ) -> None:
-        owner = self.claims.setdefault((provider, remote_job_id), request_id)
-        if owner != request_id:
-            raise JobClaimed(f"{provider} job {remote_job_id} belongs to {owner}", owner=owner)
-        entry = self.entries.get(request_id)
-        attempted = entry.create_attempted_at if entry else None
-        self.entries[request_id] = LedgerEntry(
-            request_id, remote_job_id, locator, attempted, datetime.now(UTC)
-        )
-
-
-class MemoryPublisher(OutcomePublisher):
-    def __init__(self) -> None:
-        super().__init__("topic")
-        self.events: list[OutcomeEvent] = []
-
-    def publish(self, event: OutcomeEvent) -> str:
-        self.events.append(event)
-        return str(len(self.events))
-
-
-class MemoryStarter(TrackerStarter):
-    def __init__(self) -> None:
-        super().__init__("arn:aws:states:us-east-1:123456789012:stateMachine:tracker")
-        self.started: list[TrackerState] = []
-
-    def start(self, state: TrackerState) -> tuple[str, bool]:
-        self.started.append(state)
-        return self.execution_arn(state.job.request_id), True
-
-
-class MemoryDeadLetters(DeadLetterQueue):
-    def __init__(self) -> None:
-        super().__init__("dlq")
-        self.sent: list[str] = []
-
-    def send(self, body: str, *, reason: str, code: str, request_id: str, source_id: str) -> str:
-        self.sent.append(body)
-        return str(len(self.sent))
-
-
 def creator_for(provider: Provider) -> tuple[JobCreator, MemoryStarter]:
     starter = MemoryStarter()
     creator = JobCreator(

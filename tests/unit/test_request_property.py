@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jobrelay.creation import parse_request
 from jobrelay.errors import RequestInvalid
-from jobrelay.models import DeepsetJobRequest, JobRequest
+from jobrelay.providers.deepset import DeepsetParams
+from jobrelay.registry import JobRequest
 
 pytestmark = pytest.mark.bad_inputs
 
@@ -191,5 +192,5 @@ def test_valid_requests_are_accepted_and_survive_a_round_trip(
             assert [q["query"] for q in dumped["params"]["queries"]] == [q["query"] for q in value]
         else:
             assert dumped["params"][name] == value, name
-    if isinstance(parsed, DeepsetJobRequest):
+    if isinstance(parsed.params, DeepsetParams):
         assert parsed.params.concurrency == request["params"].get("concurrency", 3)

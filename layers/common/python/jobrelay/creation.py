@@ -19,13 +19,9 @@ from pydantic_core import ErrorDetails
 from jobrelay.errors import FieldProblem, JobClaimed, ProviderRejected, RequestInvalid
 from jobrelay.events import rejected_event, validated_event
 from jobrelay.models import (
-    JOB_REQUEST_ADAPTER,
     METADATA_ADAPTER,
-    PROVIDERS,
     REQUEST_ID_ADAPTER,
-    DeepsetJobRequest,
     JobRef,
-    JobRequest,
     JobStatus,
     LazyModel,
     PollResult,
@@ -34,7 +30,8 @@ from jobrelay.models import (
 )
 from jobrelay.observability import count_job, logger
 from jobrelay.ports import DeadLetterQueue, JobLedger, OutcomePublisher, TrackerStarter
-from jobrelay.providers import CreatedJob, Provider
+from jobrelay.providers.base import CreatedJob, Provider
+from jobrelay.registry import JOB_REQUEST_ADAPTER, PROVIDER_NAMES, JobRequest
 from jobrelay.settings import Settings
 
 # How far before the first create attempt a reconciled job may have been created (clock skew
@@ -121,7 +118,8 @@ class JobCreator:
             request = parse_request(message.body)
             request_id = request.request_id or message.message_id
             logger.thread_safe_append_keys(request_id=request_id, provider=request.provider)
-            if isinstance(request, DeepsetJobRequest) and request.params.dry_run:
+            # A provider whose params ask for a dry run (deepset's `dry_run`) validates only.
+            if getattr(request.params, "dry_run", False):
                 return self._validate(request, request_id)
             return self._create_and_track(request, request_id)
         except RequestInvalid as exc:
@@ -133,8 +131,8 @@ class JobCreator:
                 message, request_id, provider_hint, exc.code, exc.message, exc.problems
             )
 
-    def _validate(self, request: DeepsetJobRequest, request_id: str) -> CreateResult:
-        details = self.provider_for("deepset").validate(request.params)
+    def _validate(self, request: JobRequest, request_id: str) -> CreateResult:
+        details = self.provider_for(request.provider).validate(request.params)
         event = validated_event(
             source=self.settings.event_source,
             request_id=request_id,
@@ -147,7 +145,7 @@ class JobCreator:
         count_job("JobsValidated", request.provider)
         logger.info("dry run validated", event_id=event.id)
         return CreateResult(
-            outcome="validated", request_id=request_id, provider="deepset", event_id=event.id
+            outcome="validated", request_id=request_id, provider=request.provider, event_id=event.id
         )
 
     def _create_and_track(self, request: JobRequest, request_id: str) -> CreateResult:
@@ -302,7 +300,7 @@ def _field_name(error: ErrorDetails) -> str:
     if error["type"].startswith("union_tag"):
         return "provider"
     loc = [str(part) for part in error["loc"]]
-    if loc and loc[0] in PROVIDERS:
+    if loc and loc[0] in PROVIDER_NAMES:
         loc = loc[1:]
     loc = [part for part in loc if part not in _UNION_MEMBER_TAGS and "[" not in part]
     return ".".join(loc) or "body"
@@ -318,7 +316,7 @@ def _loose_body(body: str) -> dict[str, Any]:
 
 def _provider_hint(body: str) -> str | None:
     provider = _loose_body(body).get("provider")
-    return provider if provider in PROVIDERS else None
+    return provider if provider in PROVIDER_NAMES else None
 
 
 def _metadata_hint(body: str) -> dict[str, Any]:

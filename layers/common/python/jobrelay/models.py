@@ -14,7 +14,6 @@ import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
-from uuid import UUID
 
 from pydantic import (
     AfterValidator,
@@ -26,8 +25,18 @@ from pydantic import (
     model_validator,
 )
 
-ProviderName = Literal["deepset", "pixxel", "matatika"]
-PROVIDERS: tuple[ProviderName, ...] = ("deepset", "pixxel", "matatika")
+
+def _registered(name: str) -> str:
+    # The registry imports the adapters, which import this module: looked up on use.
+    from jobrelay.registry import PROVIDER_NAMES
+
+    if name not in PROVIDER_NAMES:
+        raise ValueError(f"unknown provider {name!r} (known: {', '.join(PROVIDER_NAMES)})")
+    return name
+
+
+# A provider's registry name (`jobrelay.registry`): the only list of providers.
+ProviderName = Annotated[str, AfterValidator(_registered)]
 
 # An identifier that is safe to put in a URL path segment and a log line: no slash, no dot
 # segments, no whitespace, no scheme. Provider ids are opaque to us, so we allow what real ids
@@ -65,7 +74,7 @@ class LazyModel(BaseModel):
     model_config = LAZY
 
 
-class _Contract(LazyModel):
+class Contract(LazyModel):
     """A model producers write: unknown fields are refused, strings are not coerced."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, frozen=True)
@@ -107,52 +116,8 @@ def _plain_json(value: dict[str, Any]) -> dict[str, Any]:
 PlainJsonObject = Annotated[dict[str, Any], AfterValidator(_plain_json)]
 
 
-# ---------------------------------------------------------------- provider parameters
-class DeepsetQuery(_Contract):
-    query: Annotated[str, StringConstraints(min_length=1, max_length=10_000)]
-    filters: PlainJsonObject | None = None
-    params: PlainJsonObject | None = None
-    group_name: str | None = None
-    query_label: str | None = None
-    query_index: StrictInt | None = None
-    absolute_query_index: StrictInt | None = None
-
-
-class DeepsetParams(_Contract):
-    """deepset Cloud `POST /api/v2/workspaces/{workspace_id}/jobs` fields (seed 000)."""
-
-    workspace_id: UUID
-    name: Annotated[str, StringConstraints(min_length=1, max_length=256)]
-    pipeline_id: UUID
-    execution_mode: Literal["PER_FILE", "ACROSS_FILES"]
-    queries: Annotated[list[DeepsetQuery], Field(min_length=1, max_length=10_000)] | None = None
-    query_set_id: UUID | None = None
-    concurrency: Annotated[int, Field(ge=1, le=20, strict=True)] = 3
-    description: Annotated[str, StringConstraints(max_length=2_000)] | None = None
-    dry_run: Annotated[bool, Field(strict=True)] = False
-
-    @model_validator(mode="after")
-    def _queries_or_query_set(self) -> DeepsetParams:
-        if self.queries is None and self.query_set_id is None:
-            raise ValueError("one of 'queries' or 'query_set_id' is required")
-        return self
-
-
-class PixxelParams(_Contract):
-    """Pixxel `POST /v0/workflows/{workflow_id}/jobs?project_id=` (seeds 001, 002, 004)."""
-
-    workflow_id: PathId
-    project_id: PathId
-
-
-class MatatikaParams(_Contract):
-    """Matatika `POST /api/pipelines/{pipeline_id}/jobs` (seed 003)."""
-
-    pipeline_id: PathId
-
-
 # ---------------------------------------------------------------- the request
-class Tracking(_Contract):
+class Tracking(Contract):
     """Per-request overrides of how the job is followed.
 
     `poll_interval_seconds` is the base of the adaptive poll policy: the wait while a job is
@@ -194,32 +159,18 @@ Metadata = Annotated[
 ]
 
 
-class _RequestBase(_Contract):
+class RequestBase(Contract):
+    """What every request carries. Each provider's request narrows `provider` to its name and
+    `params` to its own model; the union of them is built from the provider registry
+    (`jobrelay.registry.JobRequest`)."""
+
     request_id: RequestId | None = None
     tracking: Tracking = Field(default_factory=Tracking)
     metadata: Metadata = Field(default_factory=dict)
+    provider: str
+    params: Contract
 
 
-class DeepsetJobRequest(_RequestBase):
-    provider: Literal["deepset"]
-    params: DeepsetParams
-
-
-class PixxelJobRequest(_RequestBase):
-    provider: Literal["pixxel"]
-    params: PixxelParams
-
-
-class MatatikaJobRequest(_RequestBase):
-    provider: Literal["matatika"]
-    params: MatatikaParams
-
-
-JobRequest = Annotated[
-    DeepsetJobRequest | PixxelJobRequest | MatatikaJobRequest,
-    Field(discriminator="provider"),
-]
-JOB_REQUEST_ADAPTER: TypeAdapter[JobRequest] = TypeAdapter(JobRequest, config=LAZY)
 REQUEST_ID_ADAPTER: TypeAdapter[str] = TypeAdapter(RequestId, config=LAZY)
 METADATA_ADAPTER: TypeAdapter[dict[str, MetadataValue]] = TypeAdapter(Metadata, config=LAZY)
 

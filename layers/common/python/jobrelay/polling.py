@@ -9,8 +9,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-
-from botocore.exceptions import ClientError
+from typing import Any
 
 from jobrelay.errors import JobNotFound, ProviderProtocolError, ProviderUnavailable
 from jobrelay.models import (
@@ -27,8 +26,9 @@ from jobrelay.models import (
 from jobrelay.observability import logger
 from jobrelay.poll_policy import JobHints, PollDecision, PollPolicy
 from jobrelay.ports import TrackerStarter
-from jobrelay.providers import Provider
-from jobrelay.settings import Settings
+from jobrelay.providers.base import Provider
+from jobrelay.providers.pool import ProviderPool
+from jobrelay.settings import PollJobStatusSettings, Settings
 
 
 def default_policy(config: Settings) -> PollPolicy:
@@ -235,7 +235,7 @@ class JobPoller:
         with the running execution, and a name already used (the next generation has even
         ended) means the job is followed there; either way the caller may end.
         """
-        arn, started = ContinuationStarter(starter.state_machine_arn, starter.client).start(state)
+        arn, started = starter.start(state)
         logger.info("tracker continued", execution_arn=arn, execution_started=started)
         return {"execution_arn": arn, "started": started}
 
@@ -260,19 +260,42 @@ class JobPoller:
         return TrackerState(job=job, poll=result)
 
 
-class ContinuationStarter(TrackerStarter):
-    """Starts a tracker's next generation under the name its document carries."""
+@dataclass
+class PollService:
+    """A ready PollJobStatus: each action opens the invocation's provider pool, runs one
+    `JobPoller` step and answers the state machine's next document."""
 
-    def start(self, state: TrackerState) -> tuple[str, bool]:
-        name = state.poll.continue_as or execution_name(state.job.request_id, state.job.generation)
-        try:
-            response = self.client.start_execution(
-                stateMachineArn=self.state_machine_arn,
-                name=name,
-                input=state.model_dump_json(exclude={"action", "error"}),
+    settings: PollJobStatusSettings
+    policy: PollPolicy
+    starter_for: Callable[[str], TrackerStarter]
+
+    def _run(
+        self, step: Callable[[JobPoller, TrackerState], TrackerState], state: TrackerState
+    ) -> dict[str, Any]:
+        with ProviderPool(self.settings) as pool:
+            poller = JobPoller(
+                provider_for=pool,
+                policy=self.policy,
+                rounds_per_execution=self.settings.rounds_per_execution,
             )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ExecutionAlreadyExists":
-                return self.execution_arn(name), False
-            raise
-        return response["executionArn"], True
+            result = step(poller, state)
+        return result.model_dump(mode="json", exclude={"action", "error"})
+
+    def poll(self, state: TrackerState) -> dict[str, Any]:
+        return self._run(JobPoller.poll, state)
+
+    def cancel(self, state: TrackerState) -> dict[str, Any]:
+        return self._run(JobPoller.cancel, state)
+
+    def outage(self, state: TrackerState) -> dict[str, Any]:
+        return self._run(JobPoller.outage, state)
+
+    def continue_tracking(self, state: TrackerState, state_machine_arn: str) -> dict[str, object]:
+        """Start the next generation on the state machine that asked (`$$.StateMachine.Id`:
+        the function's environment cannot name it without a cycle in the template)."""
+        poller = JobPoller(provider_for=_no_provider, policy=self.policy)
+        return poller.continue_tracking(state, self.starter_for(state_machine_arn))
+
+
+def _no_provider(name: str) -> Provider:
+    raise AssertionError(f"continuing a tracker reaches no provider ({name})")

@@ -1,149 +1,35 @@
-"""The AWS side as small ports: outcome publisher (SNS), tracker starter (Step Functions),
-dead-letter queue (SQS) and the job ledger (DynamoDB). The only module that touches boto3.
-
-Each has one real implementation, built by a cached factory; tests replace them by
-subclassing, so mypy checks the fakes too.
-"""
+"""The AWS side as ports: what the layer's decisions need from SNS, Step Functions, SQS and
+DynamoDB. `jobrelay.aws` implements them with boto3; `tests/fakes.py` in memory."""
 
 from __future__ import annotations
 
-import json
-import threading
-import time
-from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import Protocol
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import ClientError
-
-from jobrelay.errors import JobClaimed
-from jobrelay.events import message_attributes
-from jobrelay.models import OutcomeEvent, TrackerState, execution_name
-
-if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_sns import SNSClient
-    from mypy_boto3_sqs import SQSClient
-    from mypy_boto3_stepfunctions import SFNClient
-
-# SDK retries in standard mode: throttling and 5xx are retried with backoff by botocore.
-_BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=20)
-
-_clients: dict[str, Any] = {}
-_clients_lock = threading.Lock()
+from jobrelay.models import OutcomeEvent, TrackerState
 
 
-def aws_client(service: str) -> Any:
-    """One client per service per process, from boto3's default session.
+class OutcomePublisher(Protocol):
+    """Publishes outcome events to the JobEvents topic; answers the message id."""
 
-    Every port, the idempotency store and the secrets provider share these: a client built
-    from a session of its own reloads the endpoint rules and the service model (tens of ms of
-    cold start each). Built under a lock, because CreateJob's worker threads ask at once and
-    a boto3 session is not thread-safe.
-    """
-    client = _clients.get(service)
-    if client is None:
-        with _clients_lock:
-            client = _clients.get(service)
-            if client is None:
-                client = _clients[service] = boto3.client(service, config=_BOTO_CONFIG)  # type: ignore[call-overload]
-    return client
+    def publish(self, event: OutcomeEvent) -> str: ...
 
 
-def forget_clients() -> None:
-    """Drop the shared clients (tests and local stack restarts change endpoints and mocks)."""
-    with _clients_lock:
-        _clients.clear()
+class TrackerStarter(Protocol):
+    """Starts the tracker execution that carries a document: the request's first, or the one
+    its `poll.continue_as` names. Answers the execution ARN and whether this call started it
+    (False: an execution of that name exists, so the job is followed there)."""
+
+    def start(self, state: TrackerState) -> tuple[str, bool]: ...
 
 
-class OutcomePublisher:
-    """Publishes outcome events to the JobEvents topic with filterable attributes."""
+class DeadLetterQueue(Protocol):
+    """Keeps a copy of a refused message with the reason; answers the message id."""
 
-    def __init__(self, topic_arn: str, client: SNSClient | None = None) -> None:
-        self.topic_arn = topic_arn
-        self._client = client
-
-    @property
-    def client(self) -> SNSClient:
-        if self._client is None:
-            self._client = aws_client("sns")
-        return self._client
-
-    def publish(self, event: OutcomeEvent) -> str:
-        response = self.client.publish(
-            TopicArn=self.topic_arn,
-            Message=event.model_dump_json(),
-            MessageAttributes=message_attributes(event),  # type: ignore[arg-type]
-        )
-        return response["MessageId"]
-
-
-class TrackerStarter:
-    """Starts one JobTracker execution per request; a name already used means it is started."""
-
-    def __init__(self, state_machine_arn: str, client: SFNClient | None = None) -> None:
-        self.state_machine_arn = state_machine_arn
-        self._client = client
-
-    @property
-    def client(self) -> SFNClient:
-        if self._client is None:
-            self._client = aws_client("stepfunctions")
-        return self._client
-
-    def execution_arn(self, name: str) -> str:
-        prefix, _, machine = self.state_machine_arn.partition(":stateMachine:")
-        return f"{prefix}:execution:{machine}:{name}"
-
-    def start(self, state: TrackerState) -> tuple[str, bool]:
-        """Start the execution for `state.job`; returns its ARN and whether this call started it.
-
-        Standard workflows refuse a second execution with the same name (for 90 days after
-        the first closes), which backs CreateJob's idempotency.
-        """
-        name = execution_name(state.job.request_id)
-        try:
-            response = self.client.start_execution(
-                stateMachineArn=self.state_machine_arn,
-                name=name,
-                input=state.model_dump_json(),
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ExecutionAlreadyExists":
-                return self.execution_arn(name), False
-            raise
-        return response["executionArn"], True
-
-
-class DeadLetterQueue:
-    """Copies refused messages to the DLQ with the reason as message attributes."""
-
-    def __init__(self, queue_url: str, client: SQSClient | None = None) -> None:
-        self.queue_url = queue_url
-        self._client = client
-
-    @property
-    def client(self) -> SQSClient:
-        if self._client is None:
-            self._client = aws_client("sqs")
-        return self._client
-
-    def send(self, body: str, *, reason: str, code: str, request_id: str, source_id: str) -> str:
-        response = self.client.send_message(
-            QueueUrl=self.queue_url,
-            MessageBody=body,
-            MessageAttributes={
-                "jobrelay_reason": {"DataType": "String", "StringValue": reason[:1000] or code},
-                "jobrelay_error_code": {"DataType": "String", "StringValue": code},
-                "jobrelay_request_id": {"DataType": "String", "StringValue": request_id},
-                "jobrelay_source_message_id": {"DataType": "String", "StringValue": source_id},
-            },
-        )
-        return response["MessageId"]
+    def send(
+        self, body: str, *, reason: str, code: str, request_id: str, source_id: str
+    ) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -155,142 +41,17 @@ class LedgerEntry:
     created_at: datetime | None
 
 
-class JobLedger:
-    """Per request: when a create was attempted and which remote job it made.
-
-    Written the moment the provider answers, before anything else can fail, so a retry of
-    the same request adopts the job instead of creating another; and per remote job, which
-    request it is (its claim), so no other request adopts it. Kept in the idempotency table
-    under their own key prefixes, expiring with the same TTL attribute.
-    """
-
-    KEY_PREFIX = "ledger#"
-    CLAIM_PREFIX = "claim#"
-
-    def __init__(self, table_name: str, ttl_seconds: int, client: DynamoDBClient | None = None):
-        self.table_name = table_name
-        self.ttl_seconds = ttl_seconds
-        self._client = client
-
-    @property
-    def client(self) -> DynamoDBClient:
-        if self._client is None:
-            self._client = aws_client("dynamodb")
-        return self._client
-
-    def _key(self, request_id: str) -> dict[str, Any]:
-        return {"id": {"S": self.KEY_PREFIX + request_id}}
+class JobLedger(Protocol):
+    """Per request: when a create was attempted and which remote job it made; per remote job,
+    which request claimed it (so no two requests share a job)."""
 
     def begin_attempt(self, request_id: str, at: datetime) -> LedgerEntry | None:
-        """Note that a create is about to be sent (the first attempt's time is kept) and
-        return what the ledger held before: one write instead of a read and a write, on
-        every record of every batch."""
-        answer = self.client.update_item(
-            TableName=self.table_name,
-            Key=self._key(request_id),
-            UpdateExpression="SET #at = if_not_exists(#at, :at), #exp = :exp",
-            ExpressionAttributeNames={"#at": "create_attempted_at", "#exp": "expiration"},
-            ExpressionAttributeValues={
-                ":at": {"S": at.isoformat()},
-                ":exp": {"N": self._expiration()},
-            },
-            ReturnValues="ALL_OLD",
-        )
-        previous = answer.get("Attributes")
-        return self._entry(request_id, previous) if previous else None
-
-    @staticmethod
-    def _entry(request_id: str, item: Mapping[str, Any]) -> LedgerEntry:
-        def text(name: str) -> str | None:
-            value = item.get(name, {}).get("S")
-            return str(value) if value is not None else None
-
-        def when(name: str) -> datetime | None:
-            value = text(name)
-            return datetime.fromisoformat(value) if value else None
-
-        return LedgerEntry(
-            request_id=request_id,
-            remote_job_id=text("remote_job_id"),
-            locator=json.loads(text("locator") or "{}"),
-            create_attempted_at=when("create_attempted_at"),
-            created_at=when("created_at"),
-        )
-
-    def _expiration(self) -> str:
-        return str(int(time.time()) + self.ttl_seconds)
-
-    def _claim_key(self, provider: str, remote_job_id: str) -> dict[str, Any]:
-        return {"id": {"S": f"{self.CLAIM_PREFIX}{provider}#{remote_job_id}"}}
+        """Note a create is about to be sent; answers what the ledger held before."""
+        ...
 
     def record_created(
         self, request_id: str, remote_job_id: str, locator: dict[str, str], *, provider: str
     ) -> None:
-        """Claim the remote job for the request, then record it as the request's job.
-
-        The claim (`claim#<provider>#<job id>` → request id, written only if absent or
-        already this request's) is what stops a second request adopting this job when it
-        reconciles an ambiguous create on the same target; `JobClaimed` when another request
-        holds it. Two writes, not one transaction: a claim without its ledger entry (a crash
-        in between) is found and claimed again, by the same request, on the retry; and two
-        plain writes cost half the capacity of a two-item transaction.
-        """
-        expiration = self._expiration()
-        try:
-            self.client.put_item(
-                TableName=self.table_name,
-                Item={
-                    **self._claim_key(provider, remote_job_id),
-                    "request_id": {"S": request_id},
-                    "expiration": {"N": expiration},
-                },
-                ConditionExpression="attribute_not_exists(id) OR request_id = :request",
-                ExpressionAttributeValues={":request": {"S": request_id}},
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except ClientError as exc:
-            answer: dict[str, Any] = dict(exc.response)
-            if answer.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise
-            owner = answer.get("Item", {}).get("request_id", {}).get("S")
-            raise JobClaimed(
-                f"{provider} job {remote_job_id} belongs to request {owner or 'another request'}",
-                owner=owner,
-            ) from exc
-        self.client.update_item(
-            TableName=self.table_name,
-            Key=self._key(request_id),
-            UpdateExpression="SET #job = :job, #loc = :loc, #now = :now, #exp = :exp",
-            ExpressionAttributeNames={
-                "#job": "remote_job_id",
-                "#loc": "locator",
-                "#now": "created_at",
-                "#exp": "expiration",
-            },
-            ExpressionAttributeValues={
-                ":job": {"S": remote_job_id},
-                ":loc": {"S": json.dumps(locator, sort_keys=True)},
-                ":now": {"S": datetime.now(UTC).isoformat()},
-                ":exp": {"N": expiration},
-            },
-        )
-
-
-@lru_cache(maxsize=4)
-def get_publisher(topic_arn: str) -> OutcomePublisher:
-    return OutcomePublisher(topic_arn)
-
-
-@lru_cache(maxsize=4)
-def get_tracker_starter(state_machine_arn: str) -> TrackerStarter:
-    return TrackerStarter(state_machine_arn)
-
-
-@lru_cache(maxsize=4)
-def get_dead_letter_queue(queue_url: str) -> DeadLetterQueue:
-    return DeadLetterQueue(queue_url)
-
-
-@lru_cache(maxsize=4)
-def get_ledger(table_name: str, ttl_seconds: int) -> JobLedger:
-    return JobLedger(table_name, ttl_seconds)
+        """Claim the remote job for the request (`JobClaimed` if another holds it), then
+        record it as the request's job."""
+        ...

@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from jobrelay.models import JOB_REQUEST_ADAPTER, OutcomeEvent
+from jobrelay.models import OutcomeEvent
+from jobrelay.registry import JOB_REQUEST_ADAPTER
 
 
 def schemas() -> dict[str, dict[str, Any]]:

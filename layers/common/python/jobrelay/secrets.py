@@ -7,8 +7,8 @@ from functools import lru_cache
 
 from aws_lambda_powertools.utilities import parameters
 
+from jobrelay.aws import aws_client
 from jobrelay.errors import ConfigurationError
-from jobrelay.ports import aws_client
 
 
 @lru_cache(maxsize=1)

@@ -1,4 +1,6 @@
-"""Settings: the environment the template gives each function, read once into a model.
+"""Settings: the environment the template gives each function, read once into that function's
+model. Each model names what its function requires, so a missing or malformed variable fails
+with the variable's name.
 
 Read inside a handler's first call (not at import) so tests can set the environment first.
 """
@@ -6,15 +8,25 @@ Read inside a handler's first call (not at import) so tests can set the environm
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, Any, TypeVar, cast
 
-from pydantic import AnyHttpUrl, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AnyHttpUrl,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from jobrelay.errors import ConfigurationError
 from jobrelay.models import ROUNDS_PER_EXECUTION, LazyModel, ProviderName
 
 _LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
+# Set for a variable the model must have: present and not empty.
+Required = Annotated[str, Field(min_length=1)]
 
 
 class ProviderSettings(LazyModel):
@@ -42,14 +54,14 @@ class ProviderSettings(LazyModel):
 
 
 class Settings(LazyModel):
-    """Everything a handler reads from its environment."""
+    """What every function may read from its environment, each variable named as its field in
+    capitals (`POLL_INTERVAL_SECONDS`); providers from `<NAME>_BASE_URL` and
+    `<NAME>_API_KEY_SECRET_ARN` for each provider of the registry."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(
+        frozen=True, alias_generator=str.upper, populate_by_name=True, extra="ignore"
+    )
 
-    events_topic_arn: str = ""
-    state_machine_arn: str = ""
-    idempotency_table: str = ""
-    dlq_url: str = ""
     event_source: str = "urn:jobrelay"
     poll_interval_seconds: Annotated[int, Field(ge=1, le=3600)] = 30
     first_poll_seconds: Annotated[int, Field(ge=0, le=3600)] = 10
@@ -66,12 +78,22 @@ class Settings(LazyModel):
     rounds_per_execution: Annotated[int, Field(ge=2, le=2000)] = ROUNDS_PER_EXECUTION
     providers: dict[ProviderName, ProviderSettings] = Field(default_factory=dict)
 
-    def require(self, *names: str) -> Settings:
-        """These settings, or `ConfigurationError` naming each one the environment lacks."""
-        missing = [name for name in names if not getattr(self, name)]
-        if missing:
-            raise ConfigurationError(f"missing settings: {', '.join(sorted(missing))}")
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _providers_from_variables(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping) or "providers" in data or "PROVIDERS" in data:
+            return data
+        from jobrelay.registry import REGISTRY
+
+        providers = {
+            name: {
+                "base_url": data[entry.base_url_env],
+                "api_key_secret_arn": data.get(entry.secret_env, ""),
+            }
+            for name, entry in REGISTRY.items()
+            if data.get(entry.base_url_env)
+        }
+        return {**data, "providers": providers}
 
     def provider(self, name: ProviderName) -> ProviderSettings:
         try:
@@ -80,50 +102,76 @@ class Settings(LazyModel):
             raise ConfigurationError(f"provider {name!r} is not configured") from None
 
 
-_ENV_FIELDS = {
-    "EVENTS_TOPIC_ARN": "events_topic_arn",
-    "STATE_MACHINE_ARN": "state_machine_arn",
-    "IDEMPOTENCY_TABLE": "idempotency_table",
-    "DLQ_URL": "dlq_url",
-    "EVENT_SOURCE": "event_source",
-    "POLL_INTERVAL_SECONDS": "poll_interval_seconds",
-    "FIRST_POLL_SECONDS": "first_poll_seconds",
-    "DEFAULT_DEADLINE_SECONDS": "default_deadline_seconds",
-    "PROVIDER_OUTAGE_WAIT_SECONDS": "provider_outage_wait_seconds",
-    "HTTP_TIMEOUT_SECONDS": "http_timeout_seconds",
-    "HTTP_MAX_ATTEMPTS": "http_max_attempts",
-    "IDEMPOTENCY_TTL_SECONDS": "idempotency_ttl_seconds",
-    "SECRET_MAX_AGE_SECONDS": "secret_max_age_seconds",
-    "MIN_POLL_SECONDS": "min_poll_seconds",
-    "MAX_POLL_SECONDS": "max_poll_seconds",
-    "ROUNDS_PER_EXECUTION": "rounds_per_execution",
+class _NeedsProviders(Settings):
+    @model_validator(mode="after")
+    def _some_provider(self) -> _NeedsProviders:
+        if not self.providers:
+            from jobrelay.registry import REGISTRY
+
+            names = ", ".join(entry.base_url_env for entry in REGISTRY.values())
+            raise ValueError(f"no provider is configured: set at least one of {names}")
+        return self
+
+
+class CreateJobSettings(_NeedsProviders):
+    """CreateJob publishes rejections, starts trackers, keeps DLQ copies and the job ledger."""
+
+    events_topic_arn: Required
+    state_machine_arn: Required
+    idempotency_table: Required
+    dlq_url: Required
+
+
+class PollJobStatusSettings(_NeedsProviders):
+    """PollJobStatus reaches providers; the state machine passes its own ARN in the event."""
+
+
+class PublishOutcomeSettings(Settings):
+    """PublishOutcome publishes once per request (idempotency records in the table)."""
+
+    events_topic_arn: Required
+    idempotency_table: Required
+
+
+# Each function's settings model, by the function's logical id in template.yaml.
+FUNCTION_SETTINGS: dict[str, type[Settings]] = {
+    "CreateJobFunction": CreateJobSettings,
+    "PollJobStatusFunction": PollJobStatusSettings,
+    "PublishOutcomeFunction": PublishOutcomeSettings,
 }
 
+S = TypeVar("S", bound=Settings)
 
-def settings_from_env(environ: dict[str, str] | os._Environ[str] | None = None) -> Settings:
-    """Build `Settings` from environment variables; a provider counts once its base URL is set.
 
-    Provider variables: `<NAME>_BASE_URL` and `<NAME>_API_KEY_SECRET_ARN`, NAME in
-    DEEPSET, PIXXEL, MATATIKA.
-    """
+def read_settings(model: type[S], environ: Mapping[str, str] | None = None) -> S:
+    """`model` from environment variables, or `ConfigurationError` naming each variable that
+    is missing or malformed."""
     env = os.environ if environ is None else environ
-    raw: dict[str, object] = {field: env[var] for var, field in _ENV_FIELDS.items() if env.get(var)}
-    providers: dict[str, dict[str, str]] = {}
-    for name in ("deepset", "pixxel", "matatika"):
-        base_url = env.get(f"{name.upper()}_BASE_URL")
-        if base_url:
-            providers[name] = {
-                "base_url": base_url,
-                "api_key_secret_arn": env.get(f"{name.upper()}_API_KEY_SECRET_ARN", ""),
-            }
-    raw["providers"] = providers
     try:
-        return Settings.model_validate(raw)
+        return model.model_validate(dict(env))
     except ValidationError as exc:
-        raise ConfigurationError(f"invalid settings: {exc}") from exc
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or 'environment'}: {error['msg']}"
+            for error in exc.errors(include_url=False)
+        )
+        raise ConfigurationError(f"invalid settings ({model.__name__}): {problems}") from exc
 
 
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    """The settings of this process, read on first use."""
-    return settings_from_env()
+def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
+    """The settings every function shares (tests, tools)."""
+    return read_settings(Settings, environ)
+
+
+@lru_cache(maxsize=8)
+def _cached(model: type[Settings]) -> Settings:
+    return read_settings(model)
+
+
+def get_settings(model: type[S]) -> S:
+    """The function's settings, read on first use and kept for the process."""
+    return cast(S, _cached(model))
+
+
+def forget_settings() -> None:
+    """Read the environment again on next use (tests, local stack restarts)."""
+    _cached.cache_clear()

@@ -1,4 +1,5 @@
-"""Cached factories that wire settings, ports and adapters for the three handlers.
+"""Cached factories that hand each handler a ready service: settings read, ports and adapters
+wired, idempotency applied.
 
 Built on a handler's first call (settings come from the environment then), cached for the
 life of the Lambda execution environment, and reset by `reset()` in tests.
@@ -6,94 +7,29 @@ life of the Lambda execution environment, and reset by `reset()` in tests.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from jobrelay import ports, secrets, settings
-from jobrelay.providers import Provider, build_provider, http_client
+from jobrelay import aws, secrets, settings
 
 # Each handler imports what only it needs on its first call (cold start): PollJobStatus
 # never loads idempotency, creation or outcome code.
 if TYPE_CHECKING:
-    import httpx
+    from collections.abc import Callable
+
     from aws_lambda_powertools.utilities.idempotency import (
         DynamoDBPersistenceLayer,
         IdempotencyConfig,
     )
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
     from jobrelay.creation import CreateResult, JobCreator, QueueMessage
-    from jobrelay.models import ProviderName, TrackerState
+    from jobrelay.intake import CreateJobService
+    from jobrelay.models import TrackerState
     from jobrelay.outcome import OutcomeReporter, PublishResult
-    from jobrelay.polling import JobPoller
-
-# What each handler needs from its environment (checked on its first call, and against the
-# template's per-function environment by the tests).
-REQUIRED_SETTINGS: dict[str, tuple[str, ...]] = {
-    "CreateJobFunction": (
-        "events_topic_arn",
-        "state_machine_arn",
-        "idempotency_table",
-        "dlq_url",
-        "providers",
-    ),
-    "PollJobStatusFunction": ("providers",),
-    "PublishOutcomeFunction": ("events_topic_arn", "idempotency_table"),
-}
-
-
-class ProviderPool:
-    """One HTTP client (one connection pool) and one adapter per provider, per invocation."""
-
-    def __init__(self, config: settings.Settings, client: httpx.Client | None = None) -> None:
-        self.settings = config
-        self.client = client or http_client(config)
-        self._lock = threading.Lock()
-        self._providers: dict[ProviderName, Provider] = {}
-
-    def __call__(self, name: ProviderName) -> Provider:
-        with self._lock:
-            if name not in self._providers:
-                self._providers[name] = build_provider(name, self.settings, self.client)
-            return self._providers[name]
-
-    def close(self) -> None:
-        self.client.close()
-
-
-# Tests swap this for a factory that injects an httpx transport of their own.
-provider_pool_factory: Callable[[settings.Settings], ProviderPool] = ProviderPool
-
-
-@contextmanager
-def provider_pool() -> Iterator[ProviderPool]:
-    pool = provider_pool_factory(settings.get_settings())
-    try:
-        yield pool
-    finally:
-        pool.close()
-
-
-@dataclass
-class CreateJobService:
-    config: IdempotencyConfig
-    create_once: Callable[..., CreateResult]
-
-    def creator(self, pool: ProviderPool) -> JobCreator:
-        from jobrelay.creation import JobCreator
-
-        current = settings.get_settings()
-        return JobCreator(
-            settings=current,
-            provider_for=pool,
-            publisher=ports.get_publisher(current.events_topic_arn),
-            starter=ports.get_tracker_starter(current.state_machine_arn),
-            dead_letters=ports.get_dead_letter_queue(current.dlq_url),
-            ledger=ports.get_ledger(current.idempotency_table, current.idempotency_ttl_seconds),
-        )
+    from jobrelay.polling import PollService
+    from jobrelay.providers.pool import ProviderPool
 
 
 def _create(creator: JobCreator, *, message: QueueMessage) -> CreateResult:
@@ -104,21 +40,22 @@ def _publish(reporter: OutcomeReporter, *, state: TrackerState) -> PublishResult
     return reporter.publish(state)
 
 
-def _idempotency(key_path: str) -> tuple[IdempotencyConfig, DynamoDBPersistenceLayer]:
+def _idempotency(
+    key_path: str, table: str, ttl_seconds: int
+) -> tuple[IdempotencyConfig, DynamoDBPersistenceLayer]:
     from aws_lambda_powertools.utilities.idempotency import (
         DynamoDBPersistenceLayer,
         IdempotencyConfig,
     )
 
-    current = settings.get_settings()
     config = IdempotencyConfig(
         event_key_jmespath=key_path,
         raise_on_no_idempotency_key=True,
-        expires_after_seconds=current.idempotency_ttl_seconds,
+        expires_after_seconds=ttl_seconds,
     )
     # The job ledger's DynamoDB client, not one of its own session (one fewer cold client).
     persistence = DynamoDBPersistenceLayer(
-        table_name=current.idempotency_table, boto3_client=ports.aws_client("dynamodb")
+        table_name=table, boto3_client=aws.aws_client("dynamodb")
     )
     return config, persistence
 
@@ -131,31 +68,46 @@ def create_job_service() -> CreateJobService:
         PydanticSerializer,
     )
 
-    from jobrelay.creation import CreateResult
+    from jobrelay.creation import CreateResult, JobCreator
+    from jobrelay.intake import CreateJobService
 
-    settings.get_settings().require(*REQUIRED_SETTINGS["CreateJobFunction"])
-    config, persistence = _idempotency("request_key")
+    current = settings.get_settings(settings.CreateJobSettings)
+    config, persistence = _idempotency(
+        "request_key", current.idempotency_table, current.idempotency_ttl_seconds
+    )
     create_once = idempotent_function(
         data_keyword_argument="message",
         config=config,
         persistence_store=persistence,
         output_serializer=PydanticSerializer(model=CreateResult),
     )(_create)
-    return CreateJobService(config=config, create_once=create_once)
+
+    def creator_for(pool: ProviderPool) -> JobCreator:
+        return JobCreator(
+            settings=current,
+            provider_for=pool,
+            publisher=aws.get_publisher(current.events_topic_arn),
+            starter=aws.get_tracker_starter(current.state_machine_arn),
+            dead_letters=aws.get_dead_letter_queue(current.dlq_url),
+            ledger=aws.get_ledger(current.idempotency_table, current.idempotency_ttl_seconds),
+        )
+
+    return CreateJobService(
+        settings=current, config=config, create_once=create_once, creator_for=creator_for
+    )
 
 
 @dataclass
 class PublishOutcomeService:
+    """A ready PublishOutcome: one event per request, however often the task is retried."""
+
     config: IdempotencyConfig
     publish_once: Callable[..., PublishResult]
+    reporter: OutcomeReporter
 
-    def reporter(self) -> OutcomeReporter:
-        from jobrelay.outcome import OutcomeReporter
-
-        current = settings.get_settings()
-        return OutcomeReporter(
-            publisher=ports.get_publisher(current.events_topic_arn), source=current.event_source
-        )
+    def publish(self, state: TrackerState, context: LambdaContext) -> dict[str, Any]:
+        self.config.register_lambda_context(context)
+        return self.publish_once(self.reporter, state=state).model_dump(mode="json")
 
 
 @lru_cache(maxsize=1)
@@ -166,50 +118,43 @@ def publish_outcome_service() -> PublishOutcomeService:
         PydanticSerializer,
     )
 
-    from jobrelay.outcome import PublishResult
+    from jobrelay.outcome import OutcomeReporter, PublishResult
 
-    settings.get_settings().require(*REQUIRED_SETTINGS["PublishOutcomeFunction"])
-    config, persistence = _idempotency("job.request_id")
+    current = settings.get_settings(settings.PublishOutcomeSettings)
+    config, persistence = _idempotency(
+        "job.request_id", current.idempotency_table, current.idempotency_ttl_seconds
+    )
     publish_once = idempotent_function(
         data_keyword_argument="state",
         config=config,
         persistence_store=persistence,
         output_serializer=PydanticSerializer(model=PublishResult),
     )(_publish)
-    return PublishOutcomeService(config=config, publish_once=publish_once)
+    reporter = OutcomeReporter(
+        publisher=aws.get_publisher(current.events_topic_arn), source=current.event_source
+    )
+    return PublishOutcomeService(config=config, publish_once=publish_once, reporter=reporter)
 
 
-def job_poller(pool: ProviderPool) -> JobPoller:
-    from jobrelay.polling import JobPoller
+@lru_cache(maxsize=1)
+def poll_job_status_service() -> PollService:
+    """PollJobStatus: the configured poll policy and round budget, providers per invocation,
+    and continue-as-new through the tracker-starter port."""
+    from jobrelay.polling import PollService, default_policy
 
-    pool.settings.require(*REQUIRED_SETTINGS["PollJobStatusFunction"])
-    return JobPoller(provider_for=pool)
+    current = settings.get_settings(settings.PollJobStatusSettings)
+    return PollService(
+        settings=current,
+        policy=default_policy(current),
+        starter_for=aws.get_tracker_starter,
+    )
 
 
 def reset() -> None:
     """Forget every cached setting, client and service (tests, local stack restarts)."""
-    global provider_pool_factory
-    provider_pool_factory = ProviderPool
-    settings.get_settings.cache_clear()
+    settings.forget_settings()
     create_job_service.cache_clear()
     publish_outcome_service.cache_clear()
+    poll_job_status_service.cache_clear()
     secrets.secrets_provider.cache_clear()
-    ports.forget_clients()
-    for factory in (
-        ports.get_publisher,
-        ports.get_tracker_starter,
-        ports.get_dead_letter_queue,
-        ports.get_ledger,
-    ):
-        factory.cache_clear()
-
-
-__all__: list[Any] = [
-    "CreateJobService",
-    "ProviderPool",
-    "create_job_service",
-    "job_poller",
-    "provider_pool",
-    "publish_outcome_service",
-    "reset",
-]
+    aws.forget()

@@ -10,6 +10,7 @@ from typing import Any, ClassVar, TypeVar
 from urllib.parse import quote
 
 import httpx
+from pydantic import BaseModel
 
 from jobrelay.errors import (
     ConfigurationError,
@@ -19,7 +20,7 @@ from jobrelay.errors import (
     ProviderRejected,
     ProviderUnavailable,
 )
-from jobrelay.models import JobRef, ProviderName, StatusReport
+from jobrelay.models import JobRef, StatusReport
 from jobrelay.observability import logger
 from jobrelay.providers.http import ProviderHttp, read_json
 from jobrelay.secrets import SecretKey
@@ -74,7 +75,13 @@ class CreatedJob:
 class Provider(ABC):
     """One job API. Adapters raise the layer's typed errors, never httpx's."""
 
-    name: ClassVar[ProviderName]
+    # Registry facts (`jobrelay.registry`): the name requests and settings use, a display
+    # title, the model of the request's `params`, and the public base URL the template
+    # defaults to.
+    name: ClassVar[str]
+    title: ClassVar[str]
+    params_model: ClassVar[type[BaseModel]]
+    default_base_url: ClassVar[str]
     can_cancel: ClassVar[bool] = False
 
     def __init__(self, http: ProviderHttp, base_url: str, key: SecretKey) -> None:

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import ConfigDict, ValidationError
+from pydantic import ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from jobrelay.errors import FieldProblem, ProviderProtocolError
 from jobrelay.models import (
-    DeepsetParams,
+    Contract,
     ErrorInfo,
     JobRef,
     JobStatus,
     LazyModel,
+    PlainJsonObject,
     StatusReport,
+    StrictInt,
 )
 from jobrelay.providers.base import (
     REJECTING_STATUS,
@@ -26,6 +28,37 @@ from jobrelay.providers.base import (
     segment,
 )
 from jobrelay.providers.http import json_or_none
+
+
+class DeepsetQuery(Contract):
+    query: Annotated[str, StringConstraints(min_length=1, max_length=10_000)]
+    filters: PlainJsonObject | None = None
+    params: PlainJsonObject | None = None
+    group_name: str | None = None
+    query_label: str | None = None
+    query_index: StrictInt | None = None
+    absolute_query_index: StrictInt | None = None
+
+
+class DeepsetParams(Contract):
+    """deepset Cloud `POST /api/v2/workspaces/{workspace_id}/jobs` fields (seed 000)."""
+
+    workspace_id: UUID
+    name: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    pipeline_id: UUID
+    execution_mode: Literal["PER_FILE", "ACROSS_FILES"]
+    queries: Annotated[list[DeepsetQuery], Field(min_length=1, max_length=10_000)] | None = None
+    query_set_id: UUID | None = None
+    concurrency: Annotated[int, Field(ge=1, le=20, strict=True)] = 3
+    description: Annotated[str, StringConstraints(max_length=2_000)] | None = None
+    dry_run: Annotated[bool, Field(strict=True)] = False
+
+    @model_validator(mode="after")
+    def _queries_or_query_set(self) -> DeepsetParams:
+        if self.queries is None and self.query_set_id is None:
+            raise ValueError("one of 'queries' or 'query_set_id' is required")
+        return self
+
 
 STATUS_MAP: dict[str, JobStatus] = {
     "CREATED": JobStatus.QUEUED,
@@ -105,6 +138,9 @@ def problems_from_detail(body: Any) -> list[FieldProblem]:
 
 class DeepsetProvider(Provider):
     name = "deepset"
+    title = "deepset Cloud"
+    params_model = DeepsetParams
+    default_base_url = "https://api.cloud.deepset.ai"
     can_cancel = False  # no cancel endpoint is documented: the deadline stops tracking only
 
     def _jobs_path(self, workspace_id: object) -> str:

@@ -19,11 +19,12 @@ from jobrelay.errors import (
     ProviderUnavailable,
 )
 from jobrelay.models import (
+    Contract,
     ErrorInfo,
     JobRef,
     JobStatus,
     LazyModel,
-    MatatikaParams,
+    PathId,
     StatusReport,
 )
 from jobrelay.observability import logger
@@ -35,6 +36,13 @@ from jobrelay.providers.base import (
     segment,
 )
 from jobrelay.providers.http import json_or_none
+
+
+class MatatikaParams(Contract):
+    """Matatika `POST /api/pipelines/{pipeline_id}/jobs` (seed 003)."""
+
+    pipeline_id: PathId
+
 
 STATUS_MAP: dict[str, JobStatus] = {
     "QUEUED": JobStatus.QUEUED,
@@ -121,6 +129,9 @@ _tokens = _TokenCache()
 
 class MatatikaProvider(Provider):
     name = "matatika"
+    title = "Matatika"
+    params_model = MatatikaParams
+    default_base_url = "https://app.matatika.com"
     can_cancel = True
 
     def auth_headers(self, *, refresh: bool = False) -> dict[str, str]:

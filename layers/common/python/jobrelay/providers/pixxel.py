@@ -15,11 +15,12 @@ from jobrelay.errors import (
     ProviderRejected,
 )
 from jobrelay.models import (
+    Contract,
     ErrorInfo,
     JobRef,
     JobStatus,
     LazyModel,
-    PixxelParams,
+    PathId,
     StatusReport,
 )
 from jobrelay.observability import logger
@@ -32,6 +33,14 @@ from jobrelay.providers.base import (
     segment,
 )
 from jobrelay.providers.http import json_or_none
+
+
+class PixxelParams(Contract):
+    """Pixxel `POST /v0/workflows/{workflow_id}/jobs?project_id=` (seeds 001, 002, 004)."""
+
+    workflow_id: PathId
+    project_id: PathId
+
 
 STATUS_MAP: dict[str, JobStatus] = {
     "completed": JobStatus.SUCCEEDED,
@@ -155,6 +164,9 @@ def _error_problem(payload: Any) -> tuple[str, list[FieldProblem]]:
 
 class PixxelProvider(Provider):
     name = "pixxel"
+    title = "Pixxel"
+    params_model = PixxelParams
+    default_base_url = "https://api.pixxel.space"
     can_cancel = False  # no cancel, stop or delete endpoint exists
 
     def auth_headers(self, *, refresh: bool = False) -> dict[str, str]:

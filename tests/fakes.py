@@ -1,0 +1,95 @@
+"""In-memory implementations of the layer's AWS ports (`jobrelay.ports`), shared by the tests.
+
+Each behaves as its AWS service does where the layer depends on it (a tracker execution name
+starts once; a claimed remote job stays its request's), and keeps what it was given so a
+test can assert on what a user would see. mypy checks them against the protocols.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from jobrelay.errors import JobClaimed
+from jobrelay.models import OutcomeEvent, TrackerState, execution_name
+from jobrelay.ports import DeadLetterQueue, JobLedger, LedgerEntry, OutcomePublisher, TrackerStarter
+
+MACHINE = "arn:aws:states:us-east-1:123456789012:stateMachine:JobTracker"
+
+
+class MemoryLedger:
+    def __init__(self) -> None:
+        self.entries: dict[str, LedgerEntry] = {}
+        self.claims: dict[tuple[str, str], str] = {}
+
+    def get(self, request_id: str) -> LedgerEntry | None:
+        return self.entries.get(request_id)
+
+    def begin_attempt(self, request_id: str, at: datetime) -> LedgerEntry | None:
+        entry = self.entries.get(request_id)
+        if entry is None:
+            self.entries[request_id] = LedgerEntry(request_id, None, {}, at, None)
+        elif entry.create_attempted_at is None:
+            self.entries[request_id] = replace(entry, create_attempted_at=at)
+        return entry
+
+    def record_created(
+        self, request_id: str, remote_job_id: str, locator: dict[str, str], *, provider: str
+    ) -> None:
+        owner = self.claims.setdefault((provider, remote_job_id), request_id)
+        if owner != request_id:
+            raise JobClaimed(f"{provider} job {remote_job_id} belongs to {owner}", owner=owner)
+        entry = self.entries.get(request_id)
+        attempted = entry.create_attempted_at if entry else None
+        self.entries[request_id] = LedgerEntry(
+            request_id, remote_job_id, locator, attempted, datetime.now(UTC)
+        )
+
+
+class MemoryPublisher:
+    def __init__(self) -> None:
+        self.events: list[OutcomeEvent] = []
+
+    def publish(self, event: OutcomeEvent) -> str:
+        self.events.append(event)
+        return str(len(self.events))
+
+
+class MemoryStarter:
+    """Step Functions' StartExecution as it behaves for names: an execution name starts once;
+    the same name with the same input answers the running execution, with another input it
+    is refused (here: not started)."""
+
+    def __init__(self, state_machine_arn: str = MACHINE) -> None:
+        self.state_machine_arn = state_machine_arn
+        self.inputs: dict[str, str] = {}
+        self.started: list[TrackerState] = []
+
+    def execution_arn(self, name: str) -> str:
+        prefix, _, machine = self.state_machine_arn.partition(":stateMachine:")
+        return f"{prefix}:execution:{machine}:{name}"
+
+    def start(self, state: TrackerState) -> tuple[str, bool]:
+        name = state.poll.continue_as or execution_name(state.job.request_id, state.job.generation)
+        document = state.model_dump_json(exclude={"action", "error"})
+        if name in self.inputs:
+            return self.execution_arn(name), False
+        self.inputs[name] = document
+        self.started.append(state)
+        return self.execution_arn(name), True
+
+
+class MemoryDeadLetters:
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def send(self, body: str, *, reason: str, code: str, request_id: str, source_id: str) -> str:
+        self.sent.append(body)
+        return str(len(self.sent))
+
+
+# mypy checks each fake against its port here.
+_ledger: JobLedger = MemoryLedger()
+_publisher: OutcomePublisher = MemoryPublisher()
+_starter: TrackerStarter = MemoryStarter()
+_dead_letters: DeadLetterQueue = MemoryDeadLetters()
