@@ -17,29 +17,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from jobrelay.registry import PROVIDER_NAMES
+from jobrelay_local.emulators import sample_params
 from jobrelay_local.runtime import MOTO_CONFIG, LocalStack
 
 ROOT = Path(__file__).resolve().parent.parent
-WORKSPACE = "0b6e2c1e-5f1a-4c1e-9a47-1d2b3c4d5e6f"
-PIPELINE = "7d7b2a3c-1e2f-4a5b-8c9d-0e1f2a3b4c5d"
-PROVIDERS = ("deepset", "pixxel", "matatika")
+PROVIDERS = PROVIDER_NAMES
 
 
 def request(request_id: str, provider: str, **tracking: int) -> dict[str, Any]:
-    """A valid request for `provider` (the samples the integration tests use)."""
-    samples: dict[str, dict[str, Any]] = {
-        "deepset": {
-            "workspace_id": WORKSPACE,
-            "name": "bench",
-            "pipeline_id": PIPELINE,
-            "execution_mode": "ACROSS_FILES",
-            "queries": [{"query": "q1"}, {"query": "q2"}],
-        },
-        "pixxel": {"workflow_id": "wf-bench", "project_id": "proj-bench"},
-        # Matatika runs one job per pipeline at a time (409 "busy"): one pipeline each.
-        "matatika": {"pipeline_id": f"pipe-{request_id}"},
-    }
-    params = samples[provider]
+    """A valid request for `provider`, with the sample params of its emulator module."""
+    params = sample_params(provider, request_id)
     body: dict[str, Any] = {"request_id": request_id, "provider": provider, "params": params}
     if tracking:
         body["tracking"] = tracking
@@ -47,8 +35,8 @@ def request(request_id: str, provider: str, **tracking: int) -> dict[str, Any]:
 
 
 def mixed_requests(prefix: str, count: int) -> list[dict[str, Any]]:
-    """`count` requests, the three providers in turn."""
-    return [request(f"{prefix}-{i}", PROVIDERS[i % 3]) for i in range(count)]
+    """`count` requests, the providers in turn."""
+    return [request(f"{prefix}-{i}", PROVIDERS[i % len(PROVIDERS)]) for i in range(count)]
 
 
 def quiet() -> None:

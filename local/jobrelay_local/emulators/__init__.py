@@ -1,18 +1,42 @@
-"""Provider emulators: real HTTP servers on loopback that behave like the job providers' APIs."""
+"""Provider emulators: real HTTP servers on loopback that behave like the job providers' APIs.
+
+One module per provider of the registry, `jobrelay_local.emulators.<name>`, exposing
+`EMULATOR` (its server class) and `sample_params(request_id)` (the params of a valid request).
+"""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
+from types import ModuleType
 
-from .base import DEFAULT_API_KEY, AdminError, Behaviour, EmulatorServer, Fault
-from .deepset import DeepsetEmulator
-from .matatika import DEFAULT_WORKSPACE_ID, MatatikaEmulator
-from .pixxel import PixxelEmulator
+from jobrelay.registry import PROVIDER_NAMES
+
+from .faults import Fault
+from .jobs import AdminError, Behaviour, EmulatedJob, JsonObject
+from .matatika import DEFAULT_WORKSPACE_ID
+from .server import DEFAULT_API_KEY, EmulatorServer
+
+
+def emulator_module(provider: str) -> ModuleType:
+    """The emulator module of a registry provider; it fails naming what is missing."""
+    module = importlib.import_module(f"{__name__}.{provider}")
+    emulator = getattr(module, "EMULATOR", None)
+    if not (isinstance(emulator, type) and issubclass(emulator, EmulatorServer)):
+        raise TypeError(f"{module.__name__}.EMULATOR must be an EmulatorServer subclass")
+    if not callable(getattr(module, "sample_params", None)):
+        raise TypeError(f"{module.__name__} must define sample_params(request_id)")
+    return module
+
+
+def sample_params(provider: str, request_id: str) -> JsonObject:
+    """The params of a valid request to `provider` (its emulator module's samples)."""
+    params: JsonObject = emulator_module(provider).sample_params(request_id)
+    return params
+
 
 EMULATORS: dict[str, type[EmulatorServer]] = {
-    "deepset": DeepsetEmulator,
-    "pixxel": PixxelEmulator,
-    "matatika": MatatikaEmulator,
+    name: emulator_module(name).EMULATOR for name in PROVIDER_NAMES
 }
 
 
@@ -55,11 +79,11 @@ __all__ = [
     "EMULATORS",
     "AdminError",
     "Behaviour",
-    "DeepsetEmulator",
+    "EmulatedJob",
     "EmulatorServer",
     "Fault",
-    "MatatikaEmulator",
-    "PixxelEmulator",
+    "emulator_module",
+    "sample_params",
     "start_all",
     "stop_all",
 ]

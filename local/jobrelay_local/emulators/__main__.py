@@ -1,4 +1,4 @@
-"""`python -m jobrelay_local.emulators`: start the three provider emulators until interrupted."""
+"""`python -m jobrelay_local.emulators`: start every provider's emulator until interrupted."""
 
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ import signal
 import threading
 
 from . import EMULATORS, start_all, stop_all
-from .base import DEFAULT_API_KEY, Behaviour
+from .jobs import Behaviour
+from .server import DEFAULT_API_KEY
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m jobrelay_local.emulators",
-        description="Serve the deepset, Pixxel and Matatika emulators on loopback.",
+        description=f"Serve the {', '.join(EMULATORS)} emulators on loopback.",
     )
     parser.add_argument("--host", default="127.0.0.1")
     for name in EMULATORS:

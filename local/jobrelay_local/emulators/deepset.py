@@ -8,19 +8,9 @@ import uuid
 from http import HTTPStatus
 from typing import Any
 
-from .base import (
-    EmulatedJob,
-    EmulatorServer,
-    JobState,
-    JsonObject,
-    Phase,
-    Request,
-    Response,
-    Route,
-    iso,
-    json_body,
-    new_id,
-)
+from .jobs import EmulatedJob, JobState, JsonObject, Phase, iso, new_id
+from .routes import Request, Response, Route, json_body
+from .server import EmulatorServer
 
 _JOBS = r"/api/v2/workspaces/(?P<workspace_id>[^/]+)/jobs"
 _EXECUTION_MODES = ("PER_FILE", "ACROSS_FILES")
@@ -362,3 +352,22 @@ def _query_int(raw: str | None, default: int, loc: list[str | int], errors: _Err
     if value < 1:
         errors.add("greater_than_equal", loc, "Input should be greater than or equal to 1", raw)
     return value
+
+
+# -- registry hook: what `jobrelay_local.emulators` and the bench look up by provider name ------
+
+EMULATOR: type[EmulatorServer] = DeepsetEmulator
+
+_SAMPLE_WORKSPACE_ID = "0b6e2c1e-5f1a-4c1e-9a47-1d2b3c4d5e6f"
+_SAMPLE_PIPELINE_ID = "7d7b2a3c-1e2f-4a5b-8c9d-0e1f2a3b4c5d"
+
+
+def sample_params(request_id: str) -> JsonObject:
+    """The params of a valid deepset request, as the bench sends them."""
+    return {
+        "workspace_id": _SAMPLE_WORKSPACE_ID,
+        "name": "bench",
+        "pipeline_id": _SAMPLE_PIPELINE_ID,
+        "execution_mode": "ACROSS_FILES",
+        "queries": [{"query": "q1"}, {"query": "q2"}],
+    }

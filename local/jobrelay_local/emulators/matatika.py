@@ -10,21 +10,9 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs
 
-from .base import (
-    ACTIVE_PHASES,
-    DEFAULT_API_KEY,
-    Behaviour,
-    EmulatedJob,
-    EmulatorServer,
-    JobState,
-    JsonObject,
-    Phase,
-    Request,
-    Response,
-    Route,
-    iso,
-    page_count,
-)
+from .jobs import ACTIVE_PHASES, Behaviour, EmulatedJob, JobState, JsonObject, Phase, iso
+from .routes import Request, Response, Route, page_count
+from .server import DEFAULT_API_KEY, EmulatorServer
 
 _ID = r"(?P<job_id>[^/]+)"
 _STATUS_BY_PHASE: dict[Phase, str] = {
@@ -342,3 +330,14 @@ def _form_or_json(request: Request) -> dict[str, Any]:
         return data if isinstance(data, dict) else {}
     form = parse_qs(request.body.decode(errors="replace"))
     return {name: values[0] for name, values in form.items()}
+
+
+# -- registry hook: what `jobrelay_local.emulators` and the bench look up by provider name ------
+
+EMULATOR: type[EmulatorServer] = MatatikaEmulator
+
+
+def sample_params(request_id: str) -> JsonObject:
+    """The params of a valid Matatika request, as the bench sends them."""
+    # Matatika runs one job per pipeline at a time (409 "busy"): one pipeline per request.
+    return {"pipeline_id": f"pipe-{request_id}"}

@@ -9,17 +9,9 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
-from .base import (
-    EmulatedJob,
-    EmulatorServer,
-    JobState,
-    JsonObject,
-    Phase,
-    Request,
-    Response,
-    Route,
-    iso,
-)
+from .jobs import EmulatedJob, JobState, JsonObject, Phase, iso
+from .routes import Request, Response, Route
+from .server import EmulatorServer
 
 _JOBS = r"/v0/workflows/(?P<target>[^/]+)/jobs"
 _STATUS_BY_PHASE: dict[Phase, str] = {
@@ -280,3 +272,13 @@ def _go_duration(seconds: float) -> str:
     if minutes:
         return f"{minutes}m{text}"
     return text
+
+
+# -- registry hook: what `jobrelay_local.emulators` and the bench look up by provider name ------
+
+EMULATOR: type[EmulatorServer] = PixxelEmulator
+
+
+def sample_params(request_id: str) -> JsonObject:
+    """The params of a valid Pixxel request, as the bench sends them."""
+    return {"workflow_id": "wf-bench", "project_id": "proj-bench"}

@@ -1,0 +1,1 @@
+"""Tests of the local tooling itself: the emulators and the embedded stack."""
