@@ -1,8 +1,10 @@
-"""Unit fixtures: providers wired to an in-memory httpx transport (no sockets)."""
+"""Unit fixtures: providers wired to an in-memory httpx transport. No test here opens a
+network socket: pytest-socket refuses every one (Unix socket pairs, which asyncio's event
+loop uses internally, stay allowed)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -12,6 +14,15 @@ from jobrelay.providers import Provider
 from jobrelay.providers.http import ProviderHttp, RetryPolicy
 from jobrelay.registry import REGISTRY
 from jobrelay.secrets import StaticKey
+from pytest_socket import disable_socket, enable_socket
+
+
+@pytest.fixture(autouse=True)
+def _no_network() -> Iterator[None]:
+    disable_socket(allow_unix_socket=True)
+    yield
+    enable_socket()
+
 
 BASE_URLS = {
     "deepset": "https://api.cloud.deepset.ai",
