@@ -1,4 +1,4 @@
-"""The deepset Cloud emulator over loopback HTTP: job lifecycle, FastAPI-style 422s, auth, listing."""
+"""The deepset Cloud emulator over loopback HTTP: job lifecycle, FastAPI-style 422s, auth, lists."""
 
 from __future__ import annotations
 
