@@ -1,4 +1,4 @@
-"""The Matatika emulator over loopback HTTP: HAL jobs, one at a time per pipeline, stop, logs, tokens."""
+"""The Matatika emulator over loopback HTTP: HAL jobs one per pipeline at a time, stop, logs."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The Pixxel emulator over loopback HTTP: the task DAG, validation errors, its error shape, listing."""
+"""The Pixxel emulator over loopback HTTP: the task DAG, validation errors, error shape, lists."""
 
 from __future__ import annotations
 
