@@ -35,7 +35,7 @@ schemas: setup
 	$(BIN)/python -m jobrelay.schemas schemas
 
 schedules: setup
-	$(BIN)/python -m jobrelay_local.schedules
+	$(BIN)/python -m jobrelay_cli.schedules
 
 demo: setup
 	$(BIN)/jobrelay demo

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from jobrelay_local.lambdas import FakeLambdaContext
 from jobrelay_local.runtime import LocalStack
-from jobrelay_local.stack import FakeLambdaContext
 from packaging.requirements import Requirement
 
 from bench.common import ROOT, local_stack, moto_process, request

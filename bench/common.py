@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from jobrelay.registry import PROVIDER_NAMES
+from jobrelay_local.config import MOTO_CONFIG
 from jobrelay_local.emulators import sample_params
-from jobrelay_local.runtime import MOTO_CONFIG, LocalStack
+from jobrelay_local.runtime import LocalStack
 
 ROOT = Path(__file__).resolve().parent.parent
 PROVIDERS = PROVIDER_NAMES

@@ -23,7 +23,7 @@ import time
 import uuid
 from typing import Any
 
-from jobrelay_local.runtime import SqsEventSource
+from jobrelay_local.event_source import SqsEventSource
 
 from bench.common import cpu_seconds, local_stack, mixed_requests, moto_process
 

@@ -9,285 +9,35 @@ providers are the loopback emulators unless `JOBRELAY_<NAME>_BASE_URL` points el
 
 from __future__ import annotations
 
-import functools
 import json
 import os
-import threading
 import time
-import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager, redirect_stdout
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import ExitStack, redirect_stdout
 from pathlib import Path
 from typing import Any, Self
 
 import boto3
-from moto.core.config import DefaultConfig
+from jobrelay.registry import PROVIDER_NAMES, REGISTRY
 
-from jobrelay_local.stack import (
-    DeployedStack,
-    FakeLambdaContext,
-    FunctionSpec,
-    Handler,
-    apply_environment,
-    create_provider_secrets,
-    deploy,
-    load_handler,
-    route_lambda_invokes,
+from jobrelay_local.atomic_writes import atomic_dynamodb_writes
+from jobrelay_local.config import (
+    LOCAL_VISIBILITY_TIMEOUT,
+    MOTO_CONFIG,
+    ensure_fake_aws_environment,
+    parameters_from,
+    per_provider_from,
 )
-
-MOTO_CONFIG: DefaultConfig = {
-    "stepfunctions": {"execute_state_machine": True},
-    "lambda": {"use_docker": False},
-}
-PROVIDER_NAMES = ("deepset", "pixxel", "matatika")
-BASE_URL_PARAMETERS = {
-    "deepset": "DeepsetBaseUrl",
-    "pixxel": "PixxelBaseUrl",
-    "matatika": "MatatikaBaseUrl",
-}
-# Fast defaults for a laptop: poll every 2 s, give up on a job after 10 minutes. Each can be
-# overridden with JOBRELAY_<PARAMETER> (e.g. JOBRELAY_POLL_INTERVAL_SECONDS=5).
-LOCAL_PARAMETERS = {
-    "PollIntervalSeconds": "2",
-    "FirstPollSeconds": "1",
-    "DefaultDeadlineSeconds": "600",
-    "ProviderOutageWaitSeconds": "3",
-    "CreateJobBatchingWindowSeconds": "0",
-}
-LOCAL_ENV_OVERRIDES = {
-    "JOBRELAY_POLL_INTERVAL_SECONDS": "PollIntervalSeconds",
-    "JOBRELAY_FIRST_POLL_SECONDS": "FirstPollSeconds",
-    "JOBRELAY_DEFAULT_DEADLINE_SECONDS": "DefaultDeadlineSeconds",
-    "JOBRELAY_PROVIDER_OUTAGE_WAIT_SECONDS": "ProviderOutageWaitSeconds",
-    "JOBRELAY_MAX_RECEIVE_COUNT": "MaxReceiveCount",
-}
-# The template's visibility timeout (6x CreateJob's timeout) is right on AWS but makes a
-# local retry wait six minutes; the local stack shortens it (JOBRELAY_VISIBILITY_TIMEOUT).
-LOCAL_VISIBILITY_TIMEOUT = 3
+from jobrelay_local.deploy import deploy
+from jobrelay_local.deployment import DeployedStack
+from jobrelay_local.event_sink import EventSink
+from jobrelay_local.event_source import SqsEventSource
+from jobrelay_local.handlers import apply_environment, load_handler
+from jobrelay_local.lambdas import Handler, route_lambda_invokes
+from jobrelay_local.log_files import logs_to_files
+from jobrelay_local.provider_secrets import create_provider_secrets, placeholder_key
 
 
-def ensure_fake_aws_environment() -> None:
-    """Credentials and region for moto; never real ones (setdefault keeps a caller's fakes)."""
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-    os.environ.setdefault("AWS_SESSION_TOKEN", "testing")
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    os.environ.setdefault("AWS_REGION", os.environ["AWS_DEFAULT_REGION"])
-    os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
-
-
-@contextmanager
-def atomic_dynamodb_writes() -> Iterator[None]:
-    """Make moto's DynamoDB conditional writes atomic, as DynamoDB's are.
-
-    moto evaluates a ConditionExpression and writes in two steps without a lock, so two
-    threads can both pass `attribute_not_exists(id)`. Idempotency (ours and Powertools')
-    relies on exactly that check, so the local stack serializes writes per backend.
-    """
-    from moto.dynamodb.models import DynamoDBBackend
-
-    lock = threading.RLock()
-    originals = {
-        name: getattr(DynamoDBBackend, name)
-        for name in ("put_item", "update_item", "delete_item", "transact_write_items")
-    }
-
-    def locked(original: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(original)
-        def write(*args: Any, **kwargs: Any) -> Any:
-            with lock:
-                return original(*args, **kwargs)
-
-        return write
-
-    for name, original in originals.items():
-        setattr(DynamoDBBackend, name, locked(original))
-    try:
-        yield
-    finally:
-        for name, original in originals.items():
-            setattr(DynamoDBBackend, name, original)
-
-
-# ------------------------------------------------------------------ the event source mapping
-@dataclass
-class SqsEventSource:
-    """Feeds a function from a queue the way Lambda's SQS event source mapping does.
-
-    Receives up to `batch_size` messages (waiting up to the batching window to fill a batch),
-    invokes the handler with a Lambda SQS event, deletes the records that succeeded, and leaves
-    the records named in `batchItemFailures` (or the whole batch, if the invoke failed) on the
-    queue: they come back after the visibility timeout, and the queue's redrive policy moves
-    them to the DLQ after `maxReceiveCount` receives.
-    """
-
-    queue_url: str
-    queue_arn: str
-    handler: Handler
-    spec: FunctionSpec
-    batch_size: int = 10
-    batching_window_seconds: float = 0.0
-    report_batch_item_failures: bool = True
-    invocations: int = 0
-    errors: list[str] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def __post_init__(self) -> None:
-        self.sqs = boto3.client("sqs")
-        self.region = self.sqs.meta.region_name
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="sqs-event-source", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                if not self.poll_once():
-                    self._stop.wait(0.1)
-            except Exception as exc:  # keep polling, as the managed poller does
-                self.errors.append(f"{type(exc).__name__}: {exc}")
-                self._stop.wait(0.5)
-
-    def receive_batch(self) -> list[dict[str, Any]]:
-        messages: list[dict[str, Any]] = []
-        deadline = time.monotonic() + self.batching_window_seconds
-        while len(messages) < self.batch_size:
-            answer = self.sqs.receive_message(
-                QueueUrl=self.queue_url,
-                MaxNumberOfMessages=min(10, self.batch_size - len(messages)),
-                AttributeNames=["All"],
-                MessageAttributeNames=["All"],
-            )
-            received = answer.get("Messages", [])
-            messages.extend(received)  # type: ignore[arg-type]
-            if not received and time.monotonic() >= deadline:
-                break
-            if not received:
-                time.sleep(0.05)
-        return messages
-
-    def poll_once(self) -> bool:
-        """Receive one batch and deliver it; False when the queue had nothing."""
-        messages = self.receive_batch()
-        if not messages:
-            return False
-        event = {"Records": [self.lambda_record(m) for m in messages]}
-        context = FakeLambdaContext(
-            function_name=self.spec.function_name,
-            invoked_function_arn=self.spec.function_arn,
-            memory_limit_in_mb=self.spec.memory_size,
-            timeout_seconds=self.spec.timeout,
-        )
-        self.invocations += 1
-        try:
-            result = self.handler(event, context)
-        except Exception as exc:
-            # A failed invoke returns the whole batch to the queue.
-            self.errors.append(f"{type(exc).__name__}: {exc}")
-            return True
-        failed = {
-            item["itemIdentifier"]
-            for item in (result or {}).get("batchItemFailures", [])
-            if self.report_batch_item_failures
-        }
-        done = [m for m in messages if m["MessageId"] not in failed]
-        for start in range(0, len(done), 10):
-            chunk = done[start : start + 10]
-            self.sqs.delete_message_batch(
-                QueueUrl=self.queue_url,
-                Entries=[
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)
-                ],
-            )
-        return True
-
-    def lambda_record(self, message: Mapping[str, Any]) -> dict[str, Any]:
-        """The SQS message as Lambda hands it to the function: one record of the event."""
-        attributes = {
-            key[0].lower() + key[1:]: value for key, value in message.get("Attributes", {}).items()
-        }
-        message_attributes = {
-            name: {
-                "stringValue": value.get("StringValue"),
-                "binaryValue": value.get("BinaryValue"),
-                "stringListValues": [],
-                "binaryListValues": [],
-                "dataType": value.get("DataType", "String"),
-            }
-            for name, value in message.get("MessageAttributes", {}).items()
-        }
-        return {
-            "messageId": message["MessageId"],
-            "receiptHandle": message["ReceiptHandle"],
-            "body": message["Body"],
-            "attributes": {
-                "ApproximateReceiveCount": attributes.get("approximateReceiveCount", "1"),
-                "SentTimestamp": attributes.get("sentTimestamp", str(int(time.time() * 1000))),
-                "SenderId": attributes.get("senderId", "local"),
-                "ApproximateFirstReceiveTimestamp": attributes.get(
-                    "approximateFirstReceiveTimestamp", str(int(time.time() * 1000))
-                ),
-            },
-            "messageAttributes": message_attributes,
-            "md5OfBody": message.get("MD5OfBody", ""),
-            "eventSource": "aws:sqs",
-            "eventSourceARN": self.queue_arn,
-            "awsRegion": self.region,
-        }
-
-
-# ------------------------------------------------------------------ the outcome sink
-class EventSink:
-    """A queue subscribed to the JobEvents topic (raw delivery): what subscribers receive."""
-
-    def __init__(self, topic_arn: str, name: str = "jobrelay-local-events") -> None:
-        self.sqs = boto3.client("sqs")
-        self.sns = boto3.client("sns")
-        self.queue_url = self.sqs.create_queue(QueueName=name)["QueueUrl"]
-        arn = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])
-        self.sns.subscribe(
-            TopicArn=topic_arn,
-            Protocol="sqs",
-            Endpoint=arn["Attributes"]["QueueArn"],
-            Attributes={"RawMessageDelivery": "true"},
-            ReturnSubscriptionArn=True,
-        )
-        self._lock = threading.Lock()
-        self.events: list[dict[str, Any]] = []
-        self.raw: list[str] = []
-
-    def drain(self) -> list[dict[str, Any]]:
-        """Move what arrived into `events`; returns the new events, in arrival order."""
-        new: list[dict[str, Any]] = []
-        with self._lock:
-            while True:
-                answer = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10)
-                messages = answer.get("Messages", [])
-                if not messages:
-                    break
-                for message in messages:
-                    self.raw.append(message["Body"])
-                    new.append(json.loads(message["Body"]))
-                self.sqs.delete_message_batch(
-                    QueueUrl=self.queue_url,
-                    Entries=[
-                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
-                        for i, m in enumerate(messages)
-                    ],
-                )
-            self.events.extend(new)
-        return new
-
-
-# ------------------------------------------------------------------ the stack
 class LocalStack:
     """Start, use and stop the whole system in this process.
 
@@ -308,24 +58,14 @@ class LocalStack:
         feed_queue: bool = True,
         log_file: Path | None = None,
         metrics_file: Path | None = None,
+        log_dir: Path | None = None,
     ) -> None:
         env = os.environ if environ is None else environ
-        self.parameters = dict(LOCAL_PARAMETERS)
-        for variable, parameter in LOCAL_ENV_OVERRIDES.items():
-            if env.get(variable):
-                self.parameters[parameter] = env[variable]
+        self.parameters = parameters_from(env)
         self.parameters.update(parameters or {})
-        self.provider_urls = {
-            name: env[f"JOBRELAY_{name.upper()}_BASE_URL"]
-            for name in PROVIDER_NAMES
-            if env.get(f"JOBRELAY_{name.upper()}_BASE_URL")
-        }
+        self.provider_urls = per_provider_from(env, "BASE_URL")
         self.provider_urls.update(provider_urls or {})
-        self.api_keys = {
-            name: env[f"JOBRELAY_{name.upper()}_API_KEY"]
-            for name in PROVIDER_NAMES
-            if env.get(f"JOBRELAY_{name.upper()}_API_KEY")
-        }
+        self.api_keys = per_provider_from(env, "API_KEY")
         self.api_keys.update(api_keys or {})
         self.server_port = server_port
         # AWS served elsewhere (a moto server in a process of its own, as the CreateJob bench
@@ -336,6 +76,9 @@ class LocalStack:
         self.feed_queue = feed_queue
         self.log_file = log_file
         self.metrics_file = metrics_file
+        # moto's, its server's and the emulators' own logs go to files here (the CLI's
+        # terminal shows jobs and outcomes only); None leaves logging as the caller set it.
+        self.log_dir = log_dir
         self.visibility_timeout = visibility_timeout or int(
             env.get("JOBRELAY_VISIBILITY_TIMEOUT", LOCAL_VISIBILITY_TIMEOUT)
         )
@@ -351,6 +94,8 @@ class LocalStack:
     def start(self) -> Self:
         ensure_fake_aws_environment()
         try:
+            if self.log_dir is not None:
+                self._exit.enter_context(logs_to_files(self.log_dir))
             self._start_aws()
             self._start_emulators()
             self._deploy()
@@ -391,7 +136,7 @@ class LocalStack:
         missing = [name for name in PROVIDER_NAMES if name not in self.provider_urls]
         if not missing:
             return
-        keys = {name: self.api_keys.get(name, f"local-{name}-key") for name in PROVIDER_NAMES}
+        keys = {name: self.api_keys.get(name, placeholder_key(name)) for name in PROVIDER_NAMES}
         for name, keys_key in keys.items():
             self.api_keys.setdefault(name, keys_key)
         servers = start_all(api_keys=keys)
@@ -403,7 +148,7 @@ class LocalStack:
 
     def _deploy(self) -> None:
         secrets = create_provider_secrets(self.api_keys)
-        urls = {BASE_URL_PARAMETERS[name]: url for name, url in self.provider_urls.items()}
+        urls = {REGISTRY[name].base_url_parameter: url for name, url in self.provider_urls.items()}
         self.stack = deploy(parameters={**self.parameters, **secrets, **urls})
         boto3.client("sqs").set_queue_attributes(
             QueueUrl=self.stack.queue_url,
@@ -530,7 +275,3 @@ class LocalStack:
             if not answer.get("Messages"):
                 break
         return list(seen.values())
-
-
-def new_request_id(prefix: str = "local") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"

@@ -43,7 +43,7 @@ def jobrelay(
     args: list[str], env: dict[str, str], timeout: float = 180
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(  # noqa: S603 - our own CLI, arguments from the test
-        [sys.executable, "-m", "jobrelay_local.cli", *args],
+        [sys.executable, "-m", "jobrelay_cli", *args],
         env=env,
         cwd=PROJECT_ROOT,
         capture_output=True,

@@ -152,7 +152,7 @@ def test_up_submit_and_events_against_a_running_stack(emulators, cli_env, tmp_pa
         port = probe.getsockname()[1]
     state = Path(cli_env["JOBRELAY_STATE_DIR"]) / "stack.json"
     up = subprocess.Popen(  # noqa: S603
-        [sys.executable, "-m", "jobrelay_local.cli", "up", "--port", str(port)],
+        [sys.executable, "-m", "jobrelay_cli", "up", "--port", str(port)],
         env=cli_env,
         cwd=PROJECT_ROOT,
         stdout=subprocess.PIPE,

@@ -66,25 +66,14 @@ class Harness:
         """Run CreateJob once on what the queue holds, as Lambda's poller would."""
         source = self.local.source
         assert source is not None
-        messages = source.receive_batch()
+        delivery = source.poll_once()
         deadline = time.monotonic() + 5  # retried records come back after the visibility timeout
-        while not messages and time.monotonic() < deadline:
+        while delivery is None and time.monotonic() < deadline:
             time.sleep(0.2)
-            messages = source.receive_batch()
-        assert messages, "the queue had nothing to deliver"
-        event = {"Records": [source.lambda_record(m) for m in messages]}
-        from jobrelay_local.stack import FakeLambdaContext
-
-        spec = source.spec
-        context = FakeLambdaContext(spec.function_name, spec.function_arn, 256, spec.timeout)
-        result = source.handler(event, context)
-        failed = {f["itemIdentifier"] for f in result["batchItemFailures"]}
-        for message in messages:
-            if message["MessageId"] not in failed:
-                self.sqs.delete_message(
-                    QueueUrl=self.stack.queue_url, ReceiptHandle=message["ReceiptHandle"]
-                )
-        return {"result": result, "messages": messages}
+            delivery = source.poll_once()
+        assert delivery is not None, "the queue had nothing to deliver"
+        assert delivery.error is None, f"CreateJob raised: {delivery.error}"
+        return {"result": delivery.result, "messages": delivery.messages}
 
     def deliver_all(self, rounds: int = 10) -> None:
         """Deliver until the queue is empty (retried records included)."""

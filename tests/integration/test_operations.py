@@ -10,10 +10,10 @@ from pathlib import Path
 
 import boto3
 import pytest
-from jobrelay_local.dlq import list_dead_letters, redrive
+from jobrelay_cli.dlq import list_dead_letters, redrive
+from jobrelay_cli.schedules import firing, template_schedules
 from jobrelay_local.emulators import Fault
 from jobrelay_local.runtime import LocalStack
-from jobrelay_local.schedules import firing, template_schedules
 
 from tests.integration.conftest import Harness, matatika_request, pixxel_request
 

@@ -14,17 +14,12 @@ from typing import Any
 
 import boto3
 import pytest
-from jobrelay_local.stack import (
-    PROJECT_ROOT,
-    DeployedStack,
-    apply_environment,
-    create_provider_secrets,
-    deploy,
-    function_environment,
-    load_handler,
-    load_template,
-    route_lambda_invokes,
-)
+from jobrelay_cli.template import PROJECT_ROOT, load_template
+from jobrelay_local.deploy import deploy
+from jobrelay_local.deployment import DeployedStack
+from jobrelay_local.handlers import apply_environment, function_environment, load_handler
+from jobrelay_local.lambdas import route_lambda_invokes
+from jobrelay_local.provider_secrets import create_provider_secrets
 from moto import mock_aws
 
 pytestmark = pytest.mark.integration

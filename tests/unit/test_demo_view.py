@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from jobrelay.models import execution_name
-from jobrelay_local.cli import _tracker_view
+from jobrelay_cli.live_view import tracker_view
 
 MACHINE = "arn:aws:states:us-east-1:123456789012:stateMachine:jobrelay-JobTracker"
 EXECUTIONS = "arn:aws:states:us-east-1:123456789012:execution:jobrelay-JobTracker:"
@@ -32,7 +32,7 @@ def test_view_shows_the_latest_generation_of_a_long_job() -> None:
             second: {"poll": {"status": "RUNNING", "progress": 0.65}},
         }
     )
-    assert _tracker_view(sfn, MACHINE, "long-1") == ("RUNNING", "65%")
+    assert tracker_view(sfn, MACHINE, "long-1") == ("RUNNING", "65%")
 
 
 def test_view_keeps_the_last_status_while_the_next_generation_starts() -> None:
@@ -40,8 +40,8 @@ def test_view_keeps_the_last_status_while_the_next_generation_starts() -> None:
     sfn = FakeStepFunctions(
         {first: {"poll": {"status": "RUNNING", "continue_as": execution_name("long-2", 1)}}}
     )
-    assert _tracker_view(sfn, MACHINE, "long-2") == ("RUNNING", "")
+    assert tracker_view(sfn, MACHINE, "long-2") == ("RUNNING", "")
 
 
 def test_view_of_a_request_without_a_tracker_yet() -> None:
-    assert _tracker_view(FakeStepFunctions({}), MACHINE, "new-1") == ("waiting", "")
+    assert tracker_view(FakeStepFunctions({}), MACHINE, "new-1") == ("waiting", "")

@@ -11,14 +11,14 @@ from typing import Any
 import pytest
 from jobrelay.creation import parse_request
 from jobrelay.errors import RequestInvalid
-from jobrelay_local.schedules import (
+from jobrelay_cli.schedules import (
     ScheduleError,
     firing,
     load_schedules,
     render_template,
     template_schedules,
 )
-from jobrelay_local.stack import PROJECT_ROOT
+from jobrelay_cli.template import PROJECT_ROOT
 
 
 def test_template_holds_the_current_schedules():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from jobrelay_local.stack import PROJECT_ROOT
+from jobrelay_cli.template import PROJECT_ROOT
 
 DEMO_REQUESTS_DIR = PROJECT_ROOT / "events" / "requests"
 

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from jobrelay.creation import parse_request
 
-from jobrelay_local.stack import PROJECT_ROOT, load_template
+from jobrelay_cli.template import PROJECT_ROOT, load_template
 
 SCHEDULES_FILE = PROJECT_ROOT / "schedules.yaml"
 BEGIN = "  # BEGIN schedules (generated from schedules.yaml by `make schedules`; do not edit)\n"

@@ -1,0 +1,1 @@
+"""The operator CLI, `jobrelay`: for any jobrelay stack, local or deployed."""

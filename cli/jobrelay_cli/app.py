@@ -1,0 +1,21 @@
+"""The `jobrelay` command: run the whole system locally, send it requests, watch outcomes,
+operate a deployed stack."""
+
+from __future__ import annotations
+
+import typer
+
+from jobrelay_cli import dlq_commands, request_commands, schedule_commands, stack_commands
+
+app = typer.Typer(
+    help="jobrelay: create jobs on external job APIs from a queue, follow them, publish outcomes.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.command()(stack_commands.up)
+app.command()(request_commands.submit)
+app.command()(request_commands.events)
+app.add_typer(schedule_commands.schedule_app, name="schedule")
+app.add_typer(dlq_commands.dlq_app, name="dlq")
+app.command()(stack_commands.run)
+app.command()(stack_commands.demo)

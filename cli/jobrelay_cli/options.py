@@ -1,0 +1,33 @@
+"""The arguments and options the commands share, and the reading of request FILES."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from jobrelay_cli.console import console
+from jobrelay_cli.requests_io import RequestFileError, read_requests
+
+Files = Annotated[list[Path], typer.Argument(help="JSON files: a request object or an array.")]
+JsonFlag = Annotated[
+    bool, typer.Option("--json", help="Print each outcome event as one JSON line.")
+]
+Endpoint = Annotated[
+    str | None, typer.Option(help="AWS endpoint (default: jobrelay up's, else AWS).")
+]
+StackName = Annotated[str, typer.Option("--stack", help="The jobrelay stack's name.")]
+
+
+def requests_from(files: list[Path]) -> list[dict[str, Any] | str]:
+    """The requests in the files; exits with status 2 if there are none or one is unreadable."""
+    try:
+        requests = read_requests(files)
+    except RequestFileError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
+    if not requests:
+        console.print("[red]error:[/] no requests in the given files")
+        raise typer.Exit(2)
+    return requests

@@ -1,0 +1,222 @@
+"""Deploy `template.yaml` into moto, in-process: package, translate, create the stack, fill
+in what moto leaves out, and read back each function's configuration and SQS trigger.
+
+Call `deploy()` inside an active `moto.mock_aws(config=MOTO_CONFIG)` (or with boto3 pointed
+at a moto server started with that config).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, cast
+
+import boto3
+from jobrelay_cli.template import DEFAULT_TEMPLATE, load_template
+
+from jobrelay_local.config import DEFAULT_REGION
+from jobrelay_local.deployment import DeployedStack, FunctionSpec, SqsTrigger
+from jobrelay_local.intrinsics import Resolver, scalar
+from jobrelay_local.moto_gaps import apply_table_settings, install_state_machines
+from jobrelay_local.package import ARTIFACT_BUCKET, ensure_bucket, package
+
+# The AWS managed policies a SAM template may name; samtranslator asks for this map instead
+# of listing IAM (its own additions such as AWSLambdaBasicExecutionRole are built as ARNs).
+MANAGED_POLICIES: dict[str, str] = {
+    "AWSLambdaBasicExecutionRole": (
+        "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+    ),
+    "AWSLambdaSQSQueueExecutionRole": (
+        "arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole"
+    ),
+    "AWSLambdaRole": "arn:aws:iam::aws:policy/service-role/AWSLambdaRole",
+    "AWSLambdaExecute": "arn:aws:iam::aws:policy/AWSLambdaExecute",
+    "AWSXrayWriteOnlyAccess": "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
+    "CloudWatchLambdaInsightsExecutionRolePolicy": (
+        "arn:aws:iam::aws:policy/CloudWatchLambdaInsightsExecutionRolePolicy"
+    ),
+}
+
+
+class _FixedManagedPolicyLoader:
+    """samtranslator's `ManagedPolicyLoader`, without asking IAM."""
+
+    def load(self) -> dict[str, str]:
+        return dict(MANAGED_POLICIES)
+
+
+def deploy(
+    parameters: Mapping[str, str] | None = None,
+    template_path: Path | str = DEFAULT_TEMPLATE,
+    stack_name: str = "jobrelay",
+    *,
+    region: str | None = None,
+    artifact_bucket: str = ARTIFACT_BUCKET,
+    keep_moto_sqs_triggers: bool = False,
+) -> DeployedStack:
+    """Create the template's stack in moto and return what the local stack needs of it.
+
+    `parameters` override the template's parameter defaults (parameters without a default,
+    such as the provider API key secret ARNs, must be given: see `create_provider_secrets`).
+    moto delivers SQS messages to a mapped function itself, one message per synchronous
+    invoke and ignoring `batchItemFailures`; that delivery is switched off (the mapping is
+    disabled in moto) unless `keep_moto_sqs_triggers`, and `FunctionSpec.sqs_trigger` keeps
+    the mapping's settings for a poller that behaves like Lambda's.
+
+    Also filled in after moto's CloudFormation (moto 5.2.5): the state machines (created in
+    a backend the Step Functions API does not see, without substitutions) and the DynamoDB
+    TTL and point-in-time recovery settings (skipped). moto skips the types it does not
+    model (schedules, alarms) with a warning each: the local stack reads those from the
+    template where it needs them.
+    """
+    template_path = Path(template_path).resolve()
+    region = region or os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
+    region = region or DEFAULT_REGION
+    # samtranslator reads the region (for ARNs and partitions) from the boto3 session.
+    os.environ.setdefault("AWS_DEFAULT_REGION", region)
+
+    template = load_template(template_path)
+    effective = _effective_parameters(template, parameters or {})
+
+    s3 = boto3.client("s3", region_name=region)
+    ensure_bucket(s3, artifact_bucket, region)
+    sam_template = copy.deepcopy(template)
+    code_dirs = package(sam_template, template_path.parent, s3, artifact_bucket)
+
+    from samtranslator.translator.transform import transform
+
+    cfn_template = cast(
+        dict[str, Any],
+        transform(sam_template, dict(effective), _FixedManagedPolicyLoader()),
+    )
+
+    cloudformation = boto3.client("cloudformation", region_name=region)
+    created = cloudformation.create_stack(
+        StackName=stack_name,
+        TemplateBody=json.dumps(cfn_template),
+        Parameters=[
+            {"ParameterKey": key, "ParameterValue": value}
+            for key, value in sorted((parameters or {}).items())
+        ],
+        Capabilities=["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"],
+    )
+    stack_id = created["StackId"]
+    described = cloudformation.describe_stacks(StackName=stack_id)["Stacks"][0]
+    if described["StackStatus"] != "CREATE_COMPLETE":
+        reason = described.get("StackStatusReason", "")
+        raise RuntimeError(f"stack {stack_name} ended in {described['StackStatus']}: {reason}")
+
+    resources: dict[str, str] = {}
+    resource_types: dict[str, str] = {}
+    for page in cloudformation.get_paginator("list_stack_resources").paginate(StackName=stack_id):
+        for summary in page["StackResourceSummaries"]:
+            resources[summary["LogicalResourceId"]] = summary.get("PhysicalResourceId", "")
+            resource_types[summary["LogicalResourceId"]] = summary["ResourceType"]
+
+    account_id = boto3.client("sts", region_name=region).get_caller_identity()["Account"]
+    resolver = Resolver(
+        region=region,
+        account_id=account_id,
+        stack_name=stack_name,
+        stack_id=stack_id,
+        parameters=effective,
+        resources=resources,
+        resource_types=resource_types,
+    )
+    state_machines = install_state_machines(cfn_template, resolver)
+    apply_table_settings(cfn_template, resolver)
+    functions = _collect_functions(
+        cfn_template, resources, code_dirs, region, keep_moto_sqs_triggers
+    )
+    outputs = {
+        output["OutputKey"]: output["OutputValue"] for output in described.get("Outputs", [])
+    }
+    return DeployedStack(
+        stack_name=stack_name,
+        stack_id=stack_id,
+        region=region,
+        account_id=account_id,
+        parameters=effective,
+        outputs=outputs,
+        resources=resources,
+        resource_types=resource_types,
+        functions=functions,
+        state_machines=state_machines,
+        template=template,
+    )
+
+
+def _effective_parameters(
+    template: Mapping[str, Any], overrides: Mapping[str, str]
+) -> dict[str, str]:
+    declared: dict[str, Any] = template.get("Parameters", {})
+    unknown = sorted(set(overrides) - set(declared))
+    if unknown:
+        raise ValueError(f"unknown template parameters: {', '.join(unknown)}")
+    effective = {
+        name: scalar(spec["Default"]) for name, spec in declared.items() if "Default" in spec
+    }
+    effective.update({name: str(value) for name, value in overrides.items()})
+    missing = sorted(set(declared) - set(effective))
+    if missing:
+        raise ValueError(f"template parameters without a default need a value: {missing}")
+    return effective
+
+
+def _collect_functions(
+    cfn_template: Mapping[str, Any],
+    resources: Mapping[str, str],
+    code_dirs: Mapping[str, Path],
+    region: str,
+    keep_moto_sqs_triggers: bool,
+) -> dict[str, FunctionSpec]:
+    """Read each function's configuration (environment as moto resolved it) and trigger."""
+    lambda_client = boto3.client("lambda", region_name=region)
+    sqs = boto3.client("sqs", region_name=region)
+    functions: dict[str, FunctionSpec] = {}
+    for logical_id, resource in cfn_template.get("Resources", {}).items():
+        if resource.get("Type") != "AWS::Lambda::Function" or logical_id not in code_dirs:
+            continue
+        config = lambda_client.get_function_configuration(FunctionName=resources[logical_id])
+        variables = config.get("Environment", {}).get("Variables", {})
+        trigger: SqsTrigger | None = None
+        mappings = lambda_client.list_event_source_mappings(FunctionName=config["FunctionName"])[
+            "EventSourceMappings"
+        ]
+        for mapping in mappings:
+            queue_arn = mapping.get("EventSourceArn", "")
+            if ":sqs:" not in queue_arn:
+                continue
+            _, _, _, _, owner, queue_name = queue_arn.split(":", 5)
+            trigger = SqsTrigger(
+                uuid=mapping["UUID"],
+                queue_arn=queue_arn,
+                queue_url=sqs.get_queue_url(QueueName=queue_name, QueueOwnerAWSAccountId=owner)[
+                    "QueueUrl"
+                ],
+                batch_size=int(mapping.get("BatchSize", 10)),
+                maximum_batching_window_seconds=int(
+                    mapping.get("MaximumBatchingWindowInSeconds", 0)
+                ),
+                report_batch_item_failures="ReportBatchItemFailures"
+                in mapping.get("FunctionResponseTypes", []),
+                enabled=mapping.get("State", "Enabled") == "Enabled",
+            )
+            if not keep_moto_sqs_triggers:
+                lambda_client.update_event_source_mapping(UUID=mapping["UUID"], Enabled=False)
+            break
+        functions[logical_id] = FunctionSpec(
+            logical_id=logical_id,
+            function_name=config["FunctionName"],
+            function_arn=config["FunctionArn"],
+            code_dir=code_dirs[logical_id],
+            handler=config.get("Handler", "app.lambda_handler"),
+            environment={key: str(value) for key, value in variables.items()},
+            timeout=int(config.get("Timeout", 3)),
+            memory_size=int(config.get("MemorySize", 128)),
+            sqs_trigger=trigger,
+        )
+    return functions

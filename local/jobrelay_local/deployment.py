@@ -1,0 +1,93 @@
+"""What deploying the template into moto gives back: the stack, its functions and their
+SQS triggers, with the names and ARNs moto chose."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def function_name(name_or_arn: str) -> str:
+    """The function's name, from its name or its ARN (a qualifier dropped)."""
+    # arn:aws:lambda:region:account:function:name[:qualifier]
+    if name_or_arn.startswith("arn:"):
+        return name_or_arn.split(":")[6]
+    return name_or_arn
+
+
+@dataclass(frozen=True)
+class SqsTrigger:
+    """An SQS event source mapping of a function, as the template declares it."""
+
+    uuid: str
+    queue_arn: str
+    queue_url: str
+    batch_size: int
+    maximum_batching_window_seconds: int
+    report_batch_item_failures: bool
+    enabled: bool
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """One Lambda function of the stack, with what running it in-process needs."""
+
+    logical_id: str
+    function_name: str
+    function_arn: str
+    code_dir: Path
+    handler: str
+    environment: dict[str, str]
+    timeout: int
+    memory_size: int
+    sqs_trigger: SqsTrigger | None = None
+
+
+@dataclass(frozen=True)
+class DeployedStack:
+    """A stack created in moto from the template."""
+
+    stack_name: str
+    stack_id: str
+    region: str
+    account_id: str
+    parameters: dict[str, str]
+    outputs: dict[str, str]
+    resources: dict[str, str]
+    resource_types: dict[str, str]
+    functions: dict[str, FunctionSpec]
+    state_machines: dict[str, str]
+    template: dict[str, Any] = field(repr=False)
+
+    @property
+    def queue_url(self) -> str:
+        return self.outputs["JobRequestsQueueUrl"]
+
+    @property
+    def dlq_url(self) -> str:
+        return self.outputs["JobRequestsDLQUrl"]
+
+    @property
+    def topic_arn(self) -> str:
+        return self.outputs["JobEventsTopicArn"]
+
+    @property
+    def state_machine_arn(self) -> str:
+        return self.outputs["JobTrackerStateMachineArn"]
+
+    @property
+    def table_name(self) -> str:
+        return self.outputs["IdempotencyTableName"]
+
+    def function(self, logical_id: str) -> FunctionSpec:
+        """The function with this logical id (e.g. `CreateJobFunction`)."""
+        return self.functions[logical_id]
+
+    def function_by_name(self, name_or_arn: str) -> FunctionSpec:
+        """The function with this physical name or ARN."""
+        name = function_name(name_or_arn)
+        for spec in self.functions.values():
+            if spec.function_name == name:
+                return spec
+        raise KeyError(name_or_arn)

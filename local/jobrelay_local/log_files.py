@@ -1,0 +1,91 @@
+"""The libraries' own logs and warnings, sent to files under the state directory while the
+local stack runs, so the terminal shows the jobs and their outcomes.
+
+`moto.log` takes the AWS side (moto, its werkzeug server, botocore, samtranslator, and the
+warnings raised in third-party code, such as moto's "Tried to parse AWS::…"); `emulators.log`
+the provider emulators'. jobrelay's own warnings and every exception still reach the terminal.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import TextIO
+
+AWS_LOGGERS = ("moto", "werkzeug", "botocore", "boto3", "urllib3", "samtranslator", "cfnlint")
+EMULATOR_LOGGERS = ("jobrelay_local.emulators",)
+LIBRARY_WARNINGS = logging.getLogger("jobrelay_local.library_warnings")
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+@contextmanager
+def logs_to_files(directory: Path) -> Iterator[None]:
+    """Send the AWS side's and the emulators' logs to files in `directory` for the block."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        stack.enter_context(_routed((*AWS_LOGGERS, LIBRARY_WARNINGS.name), directory / "moto.log"))
+        # The emulators' "listening on" lines are INFO; worth having in their file.
+        stack.enter_context(_routed(EMULATOR_LOGGERS, directory / "emulators.log", logging.INFO))
+        stack.enter_context(_library_warnings_logged())
+        yield
+
+
+@contextmanager
+def _routed(names: Iterable[str], path: Path, level: int | None = None) -> Iterator[None]:
+    """These loggers write to `path` only (not to the terminal through the root logger)."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(FORMAT))
+    loggers = [logging.getLogger(name) for name in names]
+    saved = [(logger.propagate, logger.level) for logger in loggers]
+    for logger in loggers:
+        # A handler of its own also stops werkzeug from adding a stderr handler.
+        logger.addHandler(handler)
+        logger.propagate = False
+        if level is not None and logger.level == logging.NOTSET:
+            logger.setLevel(level)
+    try:
+        yield
+    finally:
+        for logger, (propagate, previous_level) in zip(loggers, saved, strict=True):
+            logger.removeHandler(handler)
+            logger.propagate = propagate
+            logger.setLevel(previous_level)
+        handler.close()
+
+
+@contextmanager
+def _library_warnings_logged() -> Iterator[None]:
+    """Warnings raised in third-party code are logged; others are shown as before.
+
+    `warnings.showwarning` is the documented hook for where a warning goes; filters
+    (`-W`, pytest's `filterwarnings`) still decide whether it is shown at all.
+    """
+    previous = warnings.showwarning
+
+    def showwarning(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        if _third_party(filename):
+            text = warnings.formatwarning(message, category, filename, lineno, line)
+            LIBRARY_WARNINGS.warning("%s", text.rstrip())
+        else:
+            previous(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = showwarning
+    try:
+        yield
+    finally:
+        warnings.showwarning = previous
+
+
+def _third_party(filename: str) -> bool:
+    parts = Path(filename).parts
+    return "site-packages" in parts or "dist-packages" in parts
