@@ -145,13 +145,13 @@ def demo(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for every outcome.")] = 150,
 ) -> None:
     """Run the sample requests of every provider with a live view of each job."""
-    from jobrelay_cli.demo import DEMO_REQUESTS_DIR, DEMO_TARGETS, expected_type
+    from jobrelay_cli.demo import DEMO_REQUESTS_DIR, demo_targets, expected_type
 
     started = time.monotonic()
     files = sorted(DEMO_REQUESTS_DIR.glob("*.json"))
     requests = requests_from(files)
     outcomes, open_ids = _run(
-        requests, timeout=timeout, as_json=False, targets=DEMO_TARGETS, live=True
+        requests, timeout=timeout, as_json=False, targets=demo_targets(requests), live=True
     )
     wrong = []
     for request in requests:
