@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from jobrelay.errors import JobNotFound, ProviderUnavailable
 from jobrelay.models import (
+    ErrorInfo,
     JobRef,
     JobStatus,
     PollResult,
@@ -339,3 +340,113 @@ def test_a_name_already_used_means_the_next_generation_exists():
     answer = poller(ScriptedProvider(), T0).continue_tracking(continued_state(), sfn)
     assert answer["started"] is False
     assert str(answer["execution_arn"]).endswith(execution_name("r", 1))
+
+
+# ------------------------------------------------------------------ a stop whose answer is lost
+class StopScripted(ScriptedProvider):
+    """A provider whose stop answers from its own script: True, False or an exception."""
+
+    def __init__(self, *reports: StatusReport | Exception, stop: bool | Exception) -> None:
+        super().__init__(*reports)
+        self.stop = stop
+
+    def cancel(self, job: JobRef) -> bool:
+        self.cancelled.append(job.remote_job_id)
+        if isinstance(self.stop, Exception):
+            raise self.stop
+        return self.stop
+
+
+def stopped() -> StatusReport:
+    # as the Matatika adapter reports a STOPPED it did not see jobrelay cause
+    return StatusReport(
+        status=JobStatus.CANCELLED,
+        raw_status="STOPPED",
+        details={"stopped_by": "provider", "attempt": 1},
+    )
+
+
+def test_cancel_whose_answer_was_lost_looks_and_reports_the_job_stopped():
+    # Given a stop that timed out at the deadline, though it reached the provider
+    provider = StopScripted(running(), stopped(), stop=ProviderUnavailable("read timeout"))
+    # When the cancel step runs
+    result = poller(provider, T0 + timedelta(hours=1)).cancel(tracker())
+    # Then the job is looked at, and the event says it was stopped remotely
+    assert result.poll.status is JobStatus.TIMED_OUT
+    assert result.poll.cancelled_remotely is True
+    assert result.poll.raw_status == "STOPPED"
+    assert result.poll.details["stop_answer"] == "lost"
+    assert "stopped_by" not in result.poll.details  # not the provider's own stop
+    assert result.poll.details["attempt"] == 1
+
+
+def test_cancel_refused_because_the_job_no_longer_runs_reports_it_stopped():
+    # Given a stop sent again after a lost answer, refused: the first one stopped the job
+    provider = StopScripted(running(), stopped(), stop=False)
+    result = poller(provider, T0 + timedelta(hours=1)).cancel(tracker())
+    assert result.poll.status is JobStatus.TIMED_OUT
+    assert result.poll.cancelled_remotely is True
+    assert result.poll.details["stop_answer"] == "refused"
+
+
+def test_cancel_whose_answer_was_lost_while_the_job_still_runs_is_raised_for_the_retry():
+    provider = StopScripted(running(), running(), stop=ProviderUnavailable("answered 500"))
+    with pytest.raises(ProviderUnavailable):
+        poller(provider, T0 + timedelta(hours=1)).cancel(tracker())
+
+
+def test_cancel_whose_answer_was_lost_and_the_job_unreadable_is_raised_for_the_retry():
+    down = ProviderUnavailable("down")
+    provider = StopScripted(running(), down, stop=ProviderUnavailable("answered 502"))
+    with pytest.raises(ProviderUnavailable):
+        poller(provider, T0 + timedelta(hours=1)).cancel(tracker())
+
+
+def test_a_job_that_ended_on_its_own_as_the_stop_was_lost_reports_its_end():
+    done = StatusReport(status=JobStatus.SUCCEEDED, raw_status="COMPLETE")
+    provider = StopScripted(running(), done, stop=ProviderUnavailable("read timeout"))
+    result = poller(provider, T0 + timedelta(hours=1)).cancel(tracker())
+    assert result.poll.status is JobStatus.SUCCEEDED
+    assert result.poll.terminal
+    assert result.poll.details["stop_answer"] == "lost"
+
+
+def test_an_acknowledged_stop_says_jobrelay_stopped_the_job():
+    provider = StopScripted(running(), stop=True)
+    result = poller(provider, T0 + timedelta(hours=1)).cancel(tracker())
+    assert result.poll.cancelled_remotely is True
+    assert result.poll.details["stopped_by"] == "jobrelay"
+
+
+# ------------------------------------------------------------------ Matatika retries
+def retry_due(recheck: int = 15) -> StatusReport:
+    # as the Matatika adapter reports an ERROR with attempts left, its retry still due
+    return StatusReport(
+        status=JobStatus.RUNNING,
+        raw_status="ERROR",
+        details={"attempt": 1, "max_attempts": 2, "retry_pending": True},
+        error=ErrorInfo(code="JOB_FAILED", message="tap failed (attempt 1 of 2)"),
+        recheck_seconds=recheck,
+    )
+
+
+def test_an_error_whose_retry_is_due_is_looked_at_again_soon():
+    # Given an old job (the policy alone would wait about 12 minutes)
+    state = tracker(deadline_minutes=24 * 60)
+    result = poller(ScriptedProvider(retry_due(15)), T0 + timedelta(hours=2)).poll(state)
+    # Then it is not published failed, and the next look comes within the recheck
+    assert not result.poll.terminal
+    assert result.poll.status is JobStatus.RUNNING
+    assert result.poll.raw_status == "ERROR"
+    assert result.poll.next_poll_seconds == 15
+
+
+def test_the_deadline_while_a_retry_is_due_ends_failed_with_the_attempt():
+    provider = ScriptedProvider(retry_due())
+    result = poller(provider, T0 + timedelta(hours=1)).cancel(tracker())
+    assert provider.cancelled == []  # nothing runs to stop
+    assert result.poll.status is JobStatus.FAILED
+    assert result.poll.terminal
+    assert result.poll.details["attempt"] == 1
+    assert result.poll.error is not None
+    assert "deadline passed before the provider's retry" in result.poll.error.message

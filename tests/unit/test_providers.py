@@ -1,8 +1,9 @@
-"""Each adapter against its provider's own request and response shapes (PROVIDERS.md)."""
+"""Each adapter against its provider's own request and response shapes (docs/providers.md)."""
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -348,3 +349,162 @@ def test_matatika_bad_secret_is_a_configuration_error(make_provider):
     provider, _ = make_provider("matatika", lambda r: httpx.Response(200), key='{"client_id": 1}')
     with pytest.raises(ConfigurationError):
         provider.get_status(job_ref("matatika"))
+
+
+# ------------------------------------------------------------------ matatika: docs beyond the seed
+ENDED = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def errored(attempt: int, max_attempts: int, **fields: object) -> matatika.MatatikaJob:
+    return matatika.MatatikaJob.model_validate(
+        {
+            "id": "mj",
+            "status": "ERROR",
+            "attempt": attempt,
+            "maxAttempts": max_attempts,
+            "endTime": "2026-11-23T12:00:00.000Z",
+            **fields,
+        }
+    )
+
+
+def test_matatika_stopped_that_jobrelay_did_not_cause_says_the_provider_stopped_it():
+    report = matatika.map_status(matatika.MatatikaJob(id="mj", status="STOPPED", attempt=1))
+    assert report.status is JobStatus.CANCELLED
+    assert report.details["stopped_by"] == "provider"
+    assert report.details["attempt"] == 1
+    assert report.error is not None
+    assert report.error.code == "STOPPED_AT_PROVIDER"
+    assert "timeout" in report.error.message
+
+
+def test_matatika_error_with_attempts_left_is_followed_while_its_retry_is_due():
+    # Given attempt 1 of 2 ended in ERROR 10 seconds ago
+    report = matatika.map_status(errored(1, 2), ENDED + timedelta(seconds=10))
+    # Then it is not failed yet: reported running, looked at again soon
+    assert report.status is JobStatus.RUNNING
+    assert report.raw_status == "ERROR"
+    assert report.details["retry_pending"] is True
+    assert (report.details["attempt"], report.details["max_attempts"]) == (1, 2)
+    assert report.recheck_seconds == matatika.RETRY_RECHECK_SECONDS
+    # and near the end of the grace, the next look lands at its end
+    late = ENDED + timedelta(seconds=matatika.RETRY_GRACE_SECONDS - 4)
+    assert matatika.map_status(errored(1, 2), late).recheck_seconds == 4
+
+
+def test_matatika_error_whose_retry_never_came_is_failed_and_says_so():
+    late = ENDED + timedelta(seconds=matatika.RETRY_GRACE_SECONDS + 1)
+    report = matatika.map_status(errored(1, 2), late)
+    assert report.status is JobStatus.FAILED
+    assert report.details["retry_missing"] is True
+    assert report.error is not None
+    assert "attempt 1 of 2" in report.error.message
+    assert "retry did not start" in report.error.message
+
+
+def test_matatika_error_of_the_last_attempt_is_failed_at_once():
+    report = matatika.map_status(errored(2, 2), ENDED + timedelta(seconds=1))
+    assert report.status is JobStatus.FAILED
+    assert report.details["attempt"] == 2
+    assert report.recheck_seconds is None
+
+
+def test_matatika_failure_message_comes_from_the_log_tail_without_the_dropped_fields(
+    make_provider,
+):
+    # Given an ERROR job without errorMessage (the field left the docs) and its logs
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/logs"):
+            lines = ["tap | Synced 10 records", "tap | ERROR Extractor failed: reset", "Job failed"]
+            return httpx.Response(200, text="\n".join(lines))
+        return httpx.Response(200, json={"id": "mj", "status": "ERROR", "errorMessage": None})
+
+    provider, recorder = make_provider("matatika", handler)
+    report = provider.get_status(job_ref("matatika", "mj"))
+    assert report.status is JobStatus.FAILED
+    assert report.error is not None
+    assert report.error.message == "tap | ERROR Extractor failed: reset"
+    assert "enable-task-details" not in recorder.requests[0].headers
+
+
+def test_matatika_reconciliation_adopts_a_queued_job_the_lists_hide(make_provider):
+    # Given an ambiguous create whose job is still QUEUED: the lists leave it out, the
+    # pipeline's view embeds it as its latest job
+    since = datetime.now(UTC) - timedelta(seconds=30)
+    queued = {
+        "id": "ours",
+        "created": (since + timedelta(seconds=1)).isoformat(),
+        "type": "PIPELINE_RUN",
+        "status": "QUEUED",
+    }
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/pipelines/p-1/jobs":
+            page = {"size": 50, "totalElements": 0, "totalPages": 0, "number": 0}
+            return httpx.Response(200, json={"_links": {}, "page": page})
+        if request.url.path == "/api/pipelines/p-1":
+            return httpx.Response(200, json={"id": "p-1", "_embedded": {"latest job": queued}})
+        return httpx.Response(500)
+
+    provider, recorder = make_provider("matatika", handler)
+    found = provider.find_created(MatatikaParams(pipeline_id="p-1"), since)
+    assert found is not None
+    assert found.remote_job_id == "ours"
+    assert found.report is not None
+    assert found.report.status is JobStatus.QUEUED
+    # but never one another request has claimed, nor one older than the window
+    assert provider.find_created(MatatikaParams(pipeline_id="p-1"), since, exclude={"ours"}) is None
+    later = since + timedelta(seconds=5)
+    assert provider.find_created(MatatikaParams(pipeline_id="p-1"), later) is None
+    assert [r.url.path for r in recorder.requests][:2] == [
+        "/api/pipelines/p-1/jobs",
+        "/api/pipelines/p-1",
+    ]
+
+
+# ------------------------------------------------------------------ pixxel: light list items
+def test_pixxel_reconciliation_takes_a_failed_jobs_details_from_its_own_get(make_provider):
+    since = datetime.now(UTC) - timedelta(seconds=30)
+    light = {
+        "id": "ours",
+        "workflow_id": "wf",
+        "status": "failed",
+        "created_at": (since + timedelta(seconds=1)).isoformat(),
+    }
+    full = {
+        **light,
+        "val_errors": [],
+        "tasks": [{"name": "ndvi", "status": "failed", "err_msg": "band missing"}],
+    }
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v0/workflows/wf/jobs":
+            return httpx.Response(200, json={"jobs": [light]})
+        return httpx.Response(200, json=full)
+
+    provider, recorder = make_provider("pixxel", handler)
+    found = provider.find_created(PixxelParams(workflow_id="wf", project_id="p"), since)
+    assert found is not None
+    assert found.report is not None
+    assert found.report.details["failed_tasks"][0]["err_msg"] == "band missing"
+    assert recorder.requests[-1].url.path == "/v0/workflows/wf/jobs/ours"
+
+
+def test_pixxel_reconciliation_ignores_tasks_a_list_item_carries(make_provider):
+    # A running job found in the listing is adopted from the item; tasks there are not read
+    since = datetime.now(UTC) - timedelta(seconds=30)
+    item = {
+        "id": "ours",
+        "workflow_id": "wf",
+        "status": "running",
+        "created_at": (since + timedelta(seconds=1)).isoformat(),
+        "tasks": [{"name": "x", "status": "failed", "err_msg": "stale"}],
+    }
+    provider, recorder = make_provider(
+        "pixxel", lambda r: httpx.Response(200, json={"jobs": [item]})
+    )
+    found = provider.find_created(PixxelParams(workflow_id="wf", project_id="p"), since)
+    assert found is not None
+    assert found.report is not None
+    assert "failed_tasks" not in found.report.details
+    assert all(r.url.path == "/v0/workflows/wf/jobs" for r in recorder.requests)

@@ -58,6 +58,14 @@ class Behaviour:
     project_id: str | None = None
     workspace_id: str | None = None
     query_set_size: int = 10
+    # Matatika retries (docs/providers.md, "Matatika"): a job runs up to `max_attempts`
+    # times; its first `failed_attempts` attempts end in error, then `outcome` holds. The
+    # retry is queued `retry_delay` seconds after an error; None: the retry never comes.
+    max_attempts: int = 1
+    failed_attempts: int = 0
+    retry_delay: float | None = 0.5
+    # Matatika lists "running or completed" jobs: False hides a job from lists while queued.
+    listed_while_queued: bool = True
 
     def updated(self, changes: Mapping[str, Any]) -> Behaviour:
         check_behaviour_fields(changes)
@@ -108,6 +116,9 @@ class JobState:
     started_at: float | None
     ended_at: float | None
     updated_at: float
+    attempt: int = 1
+    # An attempt ended in error and the provider has queued its retry (not yet started).
+    retrying: bool = False
 
 
 @dataclass
@@ -135,21 +146,41 @@ class EmulatedJob:
         if self.stopped_mono is not None:
             at_stop = self._state_at(self.stopped_mono - self.created_mono)
             stopped = self.wall(self.stopped_mono - self.created_mono)
-            return JobState("stopped", at_stop.progress, at_stop.started_at, stopped, stopped)
+            return replace(
+                at_stop, phase="stopped", ended_at=stopped, updated_at=stopped, retrying=False
+            )
         return self._state_at(now_mono - self.created_mono)
 
     def _state_at(self, elapsed: float) -> JobState:
+        """The state of the attempt under way `elapsed` seconds after creation; each attempt
+        is `queued` + `duration` long and the next one starts `retry_delay` after an error."""
         b = self.behaviour
-        now = self.wall(elapsed)
+        attempt, offset = 1, 0.0
+        while True:
+            failing = attempt <= b.failed_attempts
+            last = attempt >= max(1, b.max_attempts) or not failing or b.retry_delay is None
+            if last or elapsed < offset + b.queued + b.duration + (b.retry_delay or 0.0):
+                break
+            offset += b.queued + b.duration + (b.retry_delay or 0.0)
+            attempt += 1
+        outcome: Outcome = "failure" if failing else b.outcome
+        state = self._attempt_at(elapsed - offset, offset, outcome)
+        retrying = state.phase == "failed" and not last
+        return replace(state, attempt=attempt, retrying=retrying)
+
+    def _attempt_at(self, elapsed: float, offset: float, outcome: Outcome) -> JobState:
+        b = self.behaviour
+        now = self.wall(offset + elapsed)
         if elapsed < b.queued:
-            return JobState("queued", 0.0, None, None, self.created_wall)
-        started = self.wall(b.queued)
+            return JobState("queued", 0.0, None, None, self.wall(offset))
+        started = self.wall(offset + b.queued)
         running_for = elapsed - b.queued
         share = running_for / b.duration if b.duration > 0 else 1.0
+        fraction = replace(b, outcome=outcome).work_fraction_at_end
         if b.stuck:
             return JobState("running", min(share, 1.0) * _STUCK_PROGRESS_CAP, started, None, now)
         if share < 1.0:
-            return JobState("running", share * b.work_fraction_at_end, started, None, now)
-        ended = self.wall(b.queued + b.duration)
-        phase: Phase = "succeeded" if b.outcome == "success" else "failed"
-        return JobState(phase, b.work_fraction_at_end, started, ended, ended)
+            return JobState("running", share * fraction, started, None, now)
+        ended = self.wall(offset + b.queued + b.duration)
+        phase: Phase = "succeeded" if outcome == "success" else "failed"
+        return JobState(phase, fraction, started, ended, ended)

@@ -1,4 +1,5 @@
-"""Matatika emulator: pipeline jobs as HAL resources, one job at a time per pipeline, with logs."""
+"""Matatika emulator: pipeline jobs as HAL resources, one job at a time per pipeline, with logs,
+retries (`attempt` of `maxAttempts`) and lists that can hide queued jobs."""
 
 from __future__ import annotations
 
@@ -81,6 +82,7 @@ class MatatikaEmulator(EmulatorServer):
     def routes(self) -> list[Route]:
         pipeline_jobs = re.compile(r"/api/pipelines/(?P<target>[^/]+)/jobs")
         return [
+            Route("GET", re.compile(r"/api/pipelines/(?P<target>[^/]+)"), self._pipeline),
             Route("POST", pipeline_jobs, self._create, creates=True),
             Route("GET", pipeline_jobs, self._list_pipeline),
             Route(
@@ -115,7 +117,9 @@ class MatatikaEmulator(EmulatorServer):
             return self.error(HTTPStatus.NOT_FOUND, f"Pipeline {pipeline_id} not found", request)
         now = self.now()
         for job in self.live_jobs():
-            if job.target == pipeline_id and job.state(now).phase in ACTIVE_PHASES:
+            state = job.state(now)
+            # A job whose retry Matatika has queued still holds the pipeline.
+            if job.target == pipeline_id and (state.phase in ACTIVE_PHASES or state.retrying):
                 # (assumed) the docs say only one job may run per pipeline, not how a
                 # second one is refused.
                 message = f"Pipeline {pipeline_id} already has a job in progress ({job.id})"
@@ -132,17 +136,49 @@ class MatatikaEmulator(EmulatorServer):
         body = self._job_json(job, job.state(self.now()), _task_details(request))
         return Response.json(HTTPStatus.OK, body, content_type=_HAL)
 
+    def _pipeline(self, request: Request) -> Response:
+        """The pipeline, with its latest job embedded (`_embedded.'latest job'`, Matatika's
+        pipelines page) whatever that job's status: a queued job the lists hide shows here."""
+        pipeline_id = request.params["target"]
+        if not self.target_exists(pipeline_id):
+            return self.error(HTTPStatus.NOT_FOUND, f"Pipeline {pipeline_id} not found", request)
+        behaviour = self.behaviour_for(pipeline_id)
+        jobs = [job for job in self.live_jobs() if job.target == pipeline_id]
+        body: JsonObject = {
+            "id": pipeline_id,
+            "status": "READY",
+            "name": behaviour.name or f"pipeline {pipeline_id}",
+            "timeout": 0,  # 0: Matatika's implicit 300 s
+            "maxRetries": max(0, behaviour.max_attempts - 1),
+            "_links": {"self": {"href": self._href(request.path)}},
+        }
+        if jobs:
+            latest = max(jobs, key=lambda job: job.order)
+            view = self._job_json(latest, latest.state(self.now()), _task_details(request))
+            body["_embedded"] = {"latest job": view}
+        return Response.json(HTTPStatus.OK, body, content_type=_HAL)
+
     def _list_pipeline(self, request: Request) -> Response:
         pipeline_id = request.params["target"]
         if not self.target_exists(pipeline_id):
             return self.error(HTTPStatus.NOT_FOUND, f"Pipeline {pipeline_id} not found", request)
-        jobs = [job for job in self.live_jobs() if job.target == pipeline_id]
+        jobs = [job for job in self._listed() if job.target == pipeline_id]
         return self._collection(request, jobs)
 
     def _list_ws(self, request: Request) -> Response:
         workspace_id = request.params["workspace_id"]
-        jobs = [job for job in self.live_jobs() if self._workspace_of(job) == workspace_id]
+        jobs = [job for job in self._listed() if self._workspace_of(job) == workspace_id]
         return self._collection(request, jobs)
+
+    def _listed(self) -> list[EmulatedJob]:
+        """The jobs the lists show: documented as "running or completed" jobs, so a queued
+        job is left out where its behaviour says `listed_while_queued=False`."""
+        now = self.now()
+        return [
+            job
+            for job in self.live_jobs()
+            if job.behaviour.listed_while_queued or job.state(now).phase != "queued"
+        ]
 
     def _stop(self, request: Request) -> Response:
         job = self.find_job(request.params["job_id"])
@@ -236,10 +272,14 @@ class MatatikaEmulator(EmulatorServer):
             "created": iso(job.created_wall),
             "type": "PIPELINE_RUN",
             "status": self.provider_status(job, state),
+            # (assumed) a retry runs as the same job with the next attempt number.
+            "attempt": state.attempt,
+            "maxAttempts": max(1, job.behaviour.max_attempts),
             "exitCode": exit_code.get(state.phase),
             "startTime": iso(state.started_at) if state.started_at is not None else None,
             "endTime": iso(state.ended_at) if state.ended_at is not None else None,
-            # Per the docs these are null unless the request sends `enable-task-details: true`.
+            # Null unless the request sends `enable-task-details: true` (the seed's docs; the
+            # header and these fields left Matatika's docs in 2021).
             **(details if task_details else dict.fromkeys(details)),
             "_links": {
                 "self": {"href": self._href(f"/api/jobs/{job.id}")},

@@ -117,7 +117,7 @@ class PixxelEmulator(EmulatorServer):
             return refused
         now = self.now()
         views = [
-            self.render(job, job.state(now))
+            _list_item(self.render(job, job.state(now)))
             for job in sorted(self.live_jobs(), key=lambda job: job.order, reverse=True)
             if job.target == workflow_id
         ]
@@ -166,6 +166,27 @@ class PixxelEmulator(EmulatorServer):
             "val_errors": _validation_errors() if job.rejected else [],
             "tasks": [] if job.rejected else _tasks(job, state),
         }
+
+
+# A listed job is lighter than the job's own GET: no `tasks`, no `val_errors`, no `spec`
+# (Pixxel's List Jobs page; docs/providers.md, "Pixxel").
+_LIST_FIELDS = (
+    "id",
+    "status",
+    "progress",
+    "cost",
+    "created_by",
+    "workflow_id",
+    "created_at",
+    "updated_at",
+    "finished_at",
+    "estimated_duration",
+    "time_taken",
+)
+
+
+def _list_item(view: JsonObject) -> JsonObject:
+    return {name: view[name] for name in _LIST_FIELDS}
 
 
 def _tasks(job: EmulatedJob, state: JobState) -> list[JsonObject]:

@@ -206,6 +206,9 @@ class StatusReport(LazyModel):
     estimated_duration_seconds: float | None = None
     details: dict[str, Any] = Field(default_factory=dict)
     error: ErrorInfo | None = None
+    # The provider expects a change within this many seconds (a Matatika retry due): the
+    # next poll comes no later, whatever the poll policy would wait.
+    recheck_seconds: int | None = None
 
 
 # ---------------------------------------------------------------- what the tracker carries

@@ -194,6 +194,8 @@ class JobPoller:
             )
             result.next_poll_seconds = decision.wait_seconds
             result.lag_bound_seconds = decision.lag_bound_seconds
+            if report.recheck_seconds is not None:
+                result.next_poll_seconds = min(result.next_poll_seconds, report.recheck_seconds)
         logger.info(
             "job polled",
             status=report.status,
@@ -228,7 +230,8 @@ class JobPoller:
             poll=poll.model_copy(update={"rounds": 0, "continue_as": name}),
         )
 
-    def continue_tracking(self, state: TrackerState, starter: TrackerStarter) -> dict[str, object]:
+    @staticmethod
+    def continue_tracking(state: TrackerState, starter: TrackerStarter) -> dict[str, object]:
         """Start the execution `state.poll.continue_as` names, with `state` as its input.
 
         Safe to repeat: Step Functions answers a second start with the same name and input
@@ -240,24 +243,111 @@ class JobPoller:
         return {"execution_arn": arn, "started": started}
 
     def cancel(self, state: TrackerState) -> TrackerState:
-        """At the deadline: report the job's own end if it just ended, else stop it remotely."""
+        """At the deadline: report the job's own end if it just ended, else stop it remotely.
+
+        A stop whose answer was lost (a timeout, a 5xx) or that was refused may well have
+        stopped the job (a stop that timed out and was sent again finds the job no longer
+        running): the job is looked at before anything is reported, and the event says
+        what the provider shows, the job stopped or ended on its own. A job still running
+        after a lost answer raises the error, and the definition retries the cancel step.
+        """
         job = state.job
         provider = self.provider_for(job.provider)
         polled = self._poll(state)
         if polled.poll.terminal:
             return polled
-        cancelled = provider.cancel(job) if provider.can_cancel else False
-        logger.info("deadline passed", cancelled_remotely=cancelled, can_cancel=provider.can_cancel)
-        result = polled.poll.model_copy(
-            update={
-                "status": JobStatus.TIMED_OUT,
-                "terminal": True,
-                "deadline_passed": True,
-                "next_poll_seconds": 0,
-                "cancelled_remotely": cancelled,
-            }
+        if polled.poll.details.get("retry_pending"):
+            return _failed_awaiting_retry(polled)
+        if not provider.can_cancel:
+            return _timed_out(polled, cancelled=False)
+        try:
+            acknowledged = provider.cancel(job)
+        except (ProviderUnavailable, ProviderProtocolError) as exc:
+            seen = self._look(provider, job)
+            if seen is None or not seen.status.terminal:
+                raise
+            logger.warning("stop answer lost; the job has ended", error=exc.message)
+            return _after_stop(polled, seen, answer="lost")
+        if acknowledged:
+            return _timed_out(polled, cancelled=True, stopped_by="jobrelay")
+        seen = self._look(provider, job)
+        if seen is not None and seen.status.terminal:
+            return _after_stop(polled, seen, answer="refused")
+        return _timed_out(polled, cancelled=False)
+
+    def _look(self, provider: Provider, job: JobRef) -> StatusReport | None:
+        """The job after a stop that was not acknowledged; None when it cannot be read."""
+        try:
+            return provider.get_status(job)
+        except (ProviderUnavailable, ProviderProtocolError, JobNotFound) as exc:
+            logger.warning("job unreadable after its stop", error=exc.message)
+            return None
+
+
+def _timed_out(polled: TrackerState, *, cancelled: bool, **details: Any) -> TrackerState:
+    poll = polled.poll
+    logger.info("deadline passed", cancelled_remotely=cancelled, **details)
+    result = poll.model_copy(
+        update={
+            "status": JobStatus.TIMED_OUT,
+            "terminal": True,
+            "deadline_passed": True,
+            "next_poll_seconds": 0,
+            "cancelled_remotely": cancelled,
+            "details": {**poll.details, **details},
+        }
+    )
+    return TrackerState(job=polled.job, poll=result)
+
+
+def _after_stop(polled: TrackerState, seen: StatusReport, *, answer: str) -> TrackerState:
+    """The deadline's outcome from the job as it shows after an unacknowledged stop.
+
+    Found stopped: the stop took effect (jobrelay asked; the answer was lost, or the retry
+    of a stop whose answer was lost was refused because the job no longer ran). Found
+    ended otherwise: it finished on its own, and that is its outcome.
+    """
+    if seen.status is JobStatus.CANCELLED:
+        # Seen after jobrelay's stop: not the provider's own stop the adapter reports.
+        details = {k: v for k, v in seen.details.items() if k != "stopped_by"}
+        stopped = polled.poll.model_copy(
+            update={"raw_status": seen.raw_status, "details": details, "error": None}
         )
-        return TrackerState(job=job, poll=result)
+        return _timed_out(
+            TrackerState(job=polled.job, poll=stopped), cancelled=True, stop_answer=answer
+        )
+    result = polled.poll.model_copy(
+        update={
+            "status": seen.status,
+            "raw_status": seen.raw_status,
+            "terminal": True,
+            "deadline_passed": False,
+            "next_poll_seconds": 0,
+            "progress": seen.progress,
+            "details": {**seen.details, "stop_answer": answer},
+            "error": seen.error,
+        }
+    )
+    return TrackerState(job=polled.job, poll=result)
+
+
+def _failed_awaiting_retry(polled: TrackerState) -> TrackerState:
+    """An ERROR whose retry the provider had not started by the deadline ends failed: its
+    last attempt's failure is the job's end as far as jobrelay follows it."""
+    poll = polled.poll
+    error = poll.error or ErrorInfo(code="JOB_FAILED", message="the job ended in error")
+    message = f"{error.message}; the deadline passed before the provider's retry started"
+    result = poll.model_copy(
+        update={
+            "status": JobStatus.FAILED,
+            "terminal": True,
+            "deadline_passed": True,
+            "next_poll_seconds": 0,
+            "error": error.model_copy(update={"message": message}),
+        }
+    )
+    logger.info("deadline passed awaiting the provider's retry")
+    return TrackerState(job=polled.job, poll=result)
 
 
 @dataclass
@@ -293,9 +383,4 @@ class PollService:
     def continue_tracking(self, state: TrackerState, state_machine_arn: str) -> dict[str, object]:
         """Start the next generation on the state machine that asked (`$$.StateMachine.Id`:
         the function's environment cannot name it without a cycle in the template)."""
-        poller = JobPoller(provider_for=_no_provider, policy=self.policy)
-        return poller.continue_tracking(state, self.starter_for(state_machine_arn))
-
-
-def _no_provider(name: str) -> Provider:
-    raise AssertionError(f"continuing a tracker reaches no provider ({name})")
+        return JobPoller.continue_tracking(state, self.starter_for(state_machine_arn))

@@ -25,7 +25,7 @@ from jobrelay.observability import logger
 from jobrelay.providers.http import ProviderHttp, read_json
 from jobrelay.secrets import SecretKey
 
-# Statuses a provider answers when it refuses a request for good (PROVIDERS.md, "Across
+# Statuses a provider answers when it refuses a request for good (docs/providers.md, "Across
 # providers": never retry other 4xx).
 REJECTING_STATUS = frozenset({400, 403, 404, 405, 409, 410, 413, 415, 422})
 

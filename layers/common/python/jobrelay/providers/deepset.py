@@ -1,4 +1,4 @@
-"""deepset Cloud batch query jobs (PROVIDERS.md, seed 000)."""
+"""deepset Cloud batch query jobs (docs/providers.md, "deepset Cloud")."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ class DeepsetQuery(Contract):
 
 
 class DeepsetParams(Contract):
-    """deepset Cloud `POST /api/v2/workspaces/{workspace_id}/jobs` fields (seed 000)."""
+    """deepset Cloud `POST /api/v2/workspaces/{workspace_id}/jobs` fields (docs/providers.md)."""
 
     workspace_id: UUID
     name: Annotated[str, StringConstraints(min_length=1, max_length=256)]

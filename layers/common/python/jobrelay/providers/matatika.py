@@ -1,13 +1,14 @@
-"""Matatika ELT pipeline jobs on Meltano (PROVIDERS.md, seed 003)."""
+"""Matatika ELT pipeline jobs on Meltano (docs/providers.md, "Matatika")."""
 
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from collections.abc import Collection
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, ClassVar
 
 import httpx
 from pydantic import ConfigDict, ValidationError
@@ -32,6 +33,7 @@ from jobrelay.providers.base import (
     REJECTING_STATUS,
     CreatedJob,
     Provider,
+    aware_time,
     earliest_unclaimed,
     segment,
 )
@@ -39,7 +41,7 @@ from jobrelay.providers.http import json_or_none
 
 
 class MatatikaParams(Contract):
-    """Matatika `POST /api/pipelines/{pipeline_id}/jobs` (seed 003)."""
+    """Matatika `POST /api/pipelines/{pipeline_id}/jobs` (docs/providers.md)."""
 
     pipeline_id: PathId
 
@@ -49,7 +51,7 @@ STATUS_MAP: dict[str, JobStatus] = {
     "RUNNING": JobStatus.RUNNING,
     "COMPLETE": JobStatus.SUCCEEDED,
     "ERROR": JobStatus.FAILED,
-    "STOPPED": JobStatus.CANCELLED,
+    "STOPPED": JobStatus.CANCELLED,  # stopped at the provider: its timeout or a person
     "UNKNOWN": JobStatus.RUNNING,  # legacy value: keep following until the deadline
 }
 LOG_TAIL_LINES = 20
@@ -62,6 +64,17 @@ TOKEN_REFRESH_MARGIN_SECONDS = 300
 # window, or this many pages.
 LIST_PAGE_SIZE = 50
 LIST_MAX_PAGES = 10
+# An ERROR whose job has attempts left (`attempt < maxAttempts`) may be retried by Matatika
+# (a pipeline's `maxRetries`). When the retry starts is not documented (assumed: within this
+# many seconds of the error's `endTime`); until then the job is reported running and looked
+# at again every RETRY_RECHECK_SECONDS, after it as failed. Whether a retry reuses the job
+# or makes a new one is not documented either: a retry is followed when it reuses the job;
+# one made as a new job is not followed, and the failure says its retry did not show.
+RETRY_GRACE_SECONDS = 120
+RETRY_RECHECK_SECONDS = 15
+# The key of the latest job in a pipeline's view (`_embedded.'latest job'` on Matatika's
+# pipelines page).
+LATEST_JOB_KEY = "latest job"
 
 
 class MatatikaJob(LazyModel):
@@ -70,23 +83,97 @@ class MatatikaJob(LazyModel):
     id: str
     status: str
     type: str | None = None
+    created: str | None = None
+    attempt: int | None = None
+    maxAttempts: int | None = None
     exitCode: int | None = None
-    exitMessage: str | None = None
-    errorMessage: str | None = None
     startTime: str | None = None
     endTime: str | None = None
+    # Dropped from Matatika's docs in 2021 with the `enable-task-details` header that
+    # unlocked them: read when present, never needed (failures carry the log tail).
+    taskName: str | None = None
+    exitMessage: str | None = None
+    errorMessage: str | None = None
 
 
-def map_status(job: MatatikaJob) -> StatusReport:
+def map_status(
+    job: MatatikaJob,
+    now: datetime | None = None,
+    *,
+    retry_grace_seconds: float = RETRY_GRACE_SECONDS,
+    log_tail: list[str] | None = None,
+) -> StatusReport:
+    """The job's normalized status at `now`, with its attempt, who stopped it, and for an
+    ERROR with attempts left whether Matatika's retry is still due."""
     status = STATUS_MAP.get(job.status.upper(), JobStatus.RUNNING)
     details: dict[str, Any] = {}
     if job.exitCode is not None:
         details["exit_code"] = job.exitCode
+    if job.attempt is not None:
+        details["attempt"] = job.attempt
+    if job.maxAttempts is not None:
+        details["max_attempts"] = job.maxAttempts
+    if log_tail:
+        details["log_tail"] = log_tail
     error = None
+    recheck = None
+    if status is JobStatus.CANCELLED:
+        # The tracker reports its own stop (at the deadline) as timed out; a STOPPED seen
+        # while following the job is Matatika's: the pipeline's timeout or a person.
+        details["stopped_by"] = "provider"
+        error = ErrorInfo(
+            code="STOPPED_AT_PROVIDER",
+            message="Matatika stopped the job (the pipeline's timeout, 300 s when it is 0, "
+            "or a person); jobrelay did not cancel it",
+        )
     if status is JobStatus.FAILED:
-        message = job.errorMessage or job.exitMessage or "the pipeline job ended in ERROR"
+        message = (
+            job.errorMessage
+            or _error_line(log_tail or [])
+            or job.exitMessage
+            or "the pipeline job ended in ERROR"
+        )
+        if job.attempt is not None and job.maxAttempts is not None:
+            message = f"{message} (attempt {job.attempt} of {job.maxAttempts})"
         error = ErrorInfo(code="JOB_FAILED", message=message)
-    return StatusReport(status=status, raw_status=job.status, details=details, error=error)
+        left = _retry_time_left(job, now or datetime.now(UTC), retry_grace_seconds)
+        if left is not None and left > 0:
+            # Matatika is about to retry: keep following, look again soon.
+            status = JobStatus.RUNNING
+            details["retry_pending"] = True
+            recheck = max(1, math.ceil(min(left, RETRY_RECHECK_SECONDS)))
+        elif left is not None:
+            details["retry_missing"] = True
+            error.message += (
+                f"; Matatika's retry did not start within {retry_grace_seconds:g} s of the error"
+            )
+    return StatusReport(
+        status=status,
+        raw_status=job.status,
+        details=details,
+        error=error,
+        recheck_seconds=recheck,
+    )
+
+
+def _retry_time_left(job: MatatikaJob, now: datetime, grace: float) -> float | None:
+    """Seconds left for Matatika's retry of an ERROR with attempts left; None when none is
+    due (last attempt, attempts not reported, or no `endTime` to measure from)."""
+    if job.attempt is None or job.maxAttempts is None or job.attempt >= job.maxAttempts:
+        return None
+    ended = aware_time(job.endTime)
+    if ended is None:
+        return None
+    return grace - (now - ended).total_seconds()
+
+
+def _error_line(tail: list[str]) -> str | None:
+    """The last log line that names an error: the failure's message when the job has none."""
+    for word in ("error", "fail"):
+        for line in reversed(tail):
+            if word in line.lower():
+                return line[:500]
+    return None
 
 
 def spring_problems(payload: Any) -> tuple[str, list[FieldProblem]]:
@@ -133,6 +220,7 @@ class MatatikaProvider(Provider):
     params_model = MatatikaParams
     default_base_url = "https://app.matatika.com"
     can_cancel = True
+    retry_grace_seconds: ClassVar[float] = RETRY_GRACE_SECONDS
 
     def auth_headers(self, *, refresh: bool = False) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._token(refresh=refresh)}"}
@@ -234,6 +322,8 @@ class MatatikaProvider(Provider):
         ]
         job = earliest_unclaimed(self.name, candidates, exclude)
         if job is None:
+            job = self._latest_queued(params, since, exclude)
+        if job is None:
             return None
         return CreatedJob(
             remote_job_id=job.id,
@@ -241,23 +331,45 @@ class MatatikaProvider(Provider):
             report=map_status(job),
         )
 
-    def get_status(self, job: JobRef) -> StatusReport:
+    def _latest_queued(
+        self, params: MatatikaParams, since: datetime, exclude: Collection[str]
+    ) -> MatatikaJob | None:
+        """The pipeline's latest job when the lists may have hidden it: they are documented
+        as "running or completed" jobs, so a job still QUEUED may be missing from them, but
+        a pipeline's view embeds its latest job whatever its status. Without this look, an
+        ambiguous create whose job is still queued would be created again (and only the
+        assumed 409 on a busy pipeline would keep a second job from being made).
+        """
         response = self.send(
-            "GET",
-            f"/api/jobs/{segment(job.remote_job_id)}",
-            idempotent=True,
-            # Without it taskName, exitMessage and errorMessage are always null (seed 003).
-            extra_headers={"enable-task-details": "true"},
+            "GET", f"/api/pipelines/{segment(params.pipeline_id)}", idempotent=True
         )
+        if response.status_code in (403, 404):
+            return None
+        if response.status_code != 200:
+            raise self.listing_error(response)
+        payload = self.body(response)
+        embedded = payload.get("_embedded") if isinstance(payload, dict) else None
+        latest = (
+            _parse_or_none(embedded.get(LATEST_JOB_KEY)) if isinstance(embedded, dict) else None
+        )
+        if latest is None or latest.id in exclude:
+            return None
+        created = aware_time(latest.created)
+        if created is None or created < since or (latest.type or "PIPELINE_RUN") != "PIPELINE_RUN":
+            return None
+        return latest
+
+    def get_status(self, job: JobRef) -> StatusReport:
+        response = self.send("GET", f"/api/jobs/{segment(job.remote_job_id)}", idempotent=True)
         self.ensure_found(response, job)
         if response.status_code != 200:
             raise self.tracking_failure(response)
-        report = map_status(_parse(self.body(response)))
-        if report.status is JobStatus.FAILED:
-            tail = self.log_tail(job)
-            if tail:
-                report.details["log_tail"] = tail
-        return report
+        parsed = _parse(self.body(response))
+        # An ERROR's message and detail come from the job's logs (the detail fields are gone).
+        tail = self.log_tail(job) if parsed.status.upper() == "ERROR" else None
+        return map_status(
+            parsed, datetime.now(UTC), retry_grace_seconds=self.retry_grace_seconds, log_tail=tail
+        )
 
     def log_tail(self, job: JobRef) -> list[str]:
         """The last lines of the job's logs, bounded; best effort (a failure loses only logs)."""

@@ -1,4 +1,4 @@
-"""Pixxel satellite-imagery workflow jobs (PROVIDERS.md, seeds 001, 002, 004)."""
+"""Pixxel satellite-imagery workflow jobs (docs/providers.md, "Pixxel")."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ from jobrelay.providers.http import json_or_none
 
 
 class PixxelParams(Contract):
-    """Pixxel `POST /v0/workflows/{workflow_id}/jobs?project_id=` (seeds 001, 002, 004)."""
+    """Pixxel `POST /v0/workflows/{workflow_id}/jobs?project_id=` (docs/providers.md)."""
 
     workflow_id: PathId
     project_id: PathId
@@ -170,7 +170,7 @@ class PixxelProvider(Provider):
     can_cancel = False  # no cancel, stop or delete endpoint exists
 
     def auth_headers(self, *, refresh: bool = False) -> dict[str, str]:
-        # The seed shows the raw key in the Authorization header, without a scheme.
+        # Pixxel's docs show the raw key in the Authorization header, without a scheme.
         return {"Authorization": self.key.value(refresh=refresh)}
 
     def _jobs_path(self, workflow_id: str) -> str:
@@ -213,10 +213,11 @@ class PixxelProvider(Provider):
         even the `project_id`, and jobrelay does not know the `created_by` user its key maps
         to, so any job another producer starts on the same workflow in that window, with
         any key, would be adopted instead: the residual risk (other jobrelay requests' jobs
-        are in `exclude`: the ledger claims each job for its request). A job found with
-        `val_errors` is refused as the create would have been. A listing that cannot be read is raised
-        (the record is retried later): creating again without having looked could make a
-        second job.
+        are in `exclude`: the ledger claims each job for its request). List items are
+        lighter than a job (no `tasks`, no `val_errors`): a found job that is not running
+        or completed is read with its own GET, and one with `val_errors` is refused as the
+        create would have been. A listing that cannot be read is raised (the record is
+        retried later): creating again without having looked could make a second job.
         """
         candidates: list[tuple[datetime, str, PixxelJob]] = []
         for created_on in _created_on_filters(since, datetime.now(UTC)):
@@ -241,6 +242,9 @@ class PixxelProvider(Provider):
         job = earliest_unclaimed(self.name, candidates, exclude)
         if job is None:
             return None
+        if STATUS_MAP.get(job.status.lower()) not in (JobStatus.RUNNING, JobStatus.SUCCEEDED):
+            # A failed (or unknown) job's failure details are only in its own GET.
+            job = self._job(params.workflow_id, job.id)
         if job.val_errors:
             problems = _val_problems(job.val_errors)
             raise ProviderRejected(
@@ -254,6 +258,15 @@ class PixxelProvider(Provider):
             locator={"workflow_id": params.workflow_id},
             report=map_status(job),
         )
+
+    def _job(self, workflow_id: str, job_id: str) -> PixxelJob:
+        """A found job's own GET (reconciliation): raised when it cannot be read."""
+        response = self.send(
+            "GET", f"{self._jobs_path(workflow_id)}/{segment(job_id)}", idempotent=True
+        )
+        if response.status_code != 200:
+            raise self.listing_error(response)
+        return _parse(self.body(response))
 
     def get_status(self, job: JobRef) -> StatusReport:
         workflow_id = job.locator.get("workflow_id", "")
@@ -277,14 +290,17 @@ def _created_on_filters(since: datetime, now: datetime) -> list[str | None]:
 
 
 def _listed_job(item: Any, workflow_id: str) -> PixxelJob | None:
-    """A listed job of this workflow, or None when it is unreadable or another workflow's."""
+    """A listed job of this workflow, or None when it is unreadable or another workflow's.
+
+    Whatever `tasks` or `val_errors` an item carries are dropped: list items are documented
+    without them, so failure details come from the job's own GET only."""
     try:
         job = PixxelJob.model_validate(item)
     except ValidationError:
         return None
     if job.workflow_id is not None and job.workflow_id != workflow_id:
         return None
-    return job
+    return job.model_copy(update={"tasks": None, "val_errors": None})
 
 
 def _parse(payload: Any) -> PixxelJob:
