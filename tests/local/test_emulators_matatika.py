@@ -79,6 +79,10 @@ def test_matatika_refuses_a_second_job_while_one_runs(
 def test_matatika_concurrent_creates_start_exactly_one_job(
     mt: httpx.Client, matatika: MatatikaEmulator
 ) -> None:
+    # Given a pipeline whose job outlasts the race (the fast 0.35 s default could end before a
+    # loaded machine has sent all eight, and the pipeline would rightly take a second job)
+    matatika.configure_target(PIPELINE, duration=5.0)
+
     # When eight creates for one pipeline race each other
     with ThreadPoolExecutor(max_workers=8) as pool:
         codes = list(pool.map(lambda _: matatika_create(mt).status_code, range(8)))
