@@ -27,15 +27,18 @@ def logs_to_files(directory: Path) -> Iterator[None]:
     directory.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         stack.enter_context(_routed((*AWS_LOGGERS, LIBRARY_WARNINGS.name), directory / "moto.log"))
-        # The emulators' "listening on" lines are INFO; worth having in their file.
-        stack.enter_context(_routed(EMULATOR_LOGGERS, directory / "emulators.log", logging.INFO))
+        stack.enter_context(_routed(EMULATOR_LOGGERS, directory / "emulators.log"))
         stack.enter_context(_library_warnings_logged())
         yield
 
 
 @contextmanager
-def _routed(names: Iterable[str], path: Path, level: int | None = None) -> Iterator[None]:
-    """These loggers write to `path` only (not to the terminal through the root logger)."""
+def _routed(names: Iterable[str], path: Path) -> Iterator[None]:
+    """These loggers write to `path` only (not to the terminal through the root logger).
+
+    Loggers without a level of their own log from INFO on (the emulators' "listening on",
+    the moto server's announcement): a file has room for what a terminal has not.
+    """
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter(FORMAT))
     loggers = [logging.getLogger(name) for name in names]
@@ -44,8 +47,8 @@ def _routed(names: Iterable[str], path: Path, level: int | None = None) -> Itera
         # A handler of its own also stops werkzeug from adding a stderr handler.
         logger.addHandler(handler)
         logger.propagate = False
-        if level is not None and logger.level == logging.NOTSET:
-            logger.setLevel(level)
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.INFO)
     try:
         yield
     finally:

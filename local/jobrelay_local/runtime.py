@@ -9,7 +9,9 @@ providers are the loopback emulators unless `JOBRELAY_<NAME>_BASE_URL` points el
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -123,7 +125,12 @@ class LocalStack:
 
         default_user_config.update(MOTO_CONFIG)
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.server_port)
-        server.start()
+        # moto announces its server with print(): into moto's log, not the CLI's stdout.
+        announcement = io.StringIO()
+        with redirect_stdout(announcement):
+            server.start()
+        if announcement.getvalue().strip():
+            logging.getLogger("moto").info("%s", announcement.getvalue().strip())
         self._exit.callback(server.stop)
         self.endpoint_url = f"http://127.0.0.1:{self.server_port}"
         os.environ["AWS_ENDPOINT_URL"] = self.endpoint_url
