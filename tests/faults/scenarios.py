@@ -35,6 +35,7 @@ from jobrelay.aws import (
 )
 from jobrelay.models import OutcomeEvent, TrackerState
 from jobrelay.polling import JobPoller
+from jobrelay.providers.matatika import MatatikaProvider
 from jobrelay.registry import PROVIDER_NAMES
 from jobrelay_local.emulators import Fault
 from jobrelay_local.emulators.jobs import EmulatedJob
@@ -46,11 +47,16 @@ Call = Literal["create", "get", "cancel", "logs", "aws"]
 SUCCEEDED = "jobrelay.job.succeeded"
 FAILED = "jobrelay.job.failed"
 TIMED_OUT = "jobrelay.job.timed_out"
+CANCELLED = "jobrelay.job.cancelled"
 REJECTED = "jobrelay.job.rejected"
 # The suite deploys the template with HttpTimeoutSeconds=2 (see conftest): a read timeout
 # needs an answer later than that.
 HTTP_TIMEOUT_SECONDS = 2.0
 READ_TIMEOUT_DELAY = HTTP_TIMEOUT_SECONDS + 0.5
+# How long the suite's Matatika adapter waits for a retry after an ERROR with attempts left
+# (120 s in production: docs/providers.md, "Matatika"), so a retry that never comes ends
+# within the run. A retry the emulator scripts starts well within it.
+MATATIKA_RETRY_GRACE_SECONDS = 4.0
 NAMESPACE = uuid.UUID("2d0f5c8e-61a4-4c4e-9d7b-3f1e0a9b8c7d")
 
 
@@ -73,6 +79,10 @@ class Scenario:
     body: dict[str, Any] | None = None  # replaces the generated request (AWS scenarios)
     # A second fault, on the job listing reconciliation reads before it creates again.
     listing_fault: dict[str, Any] | None = None
+    # Fields the outcome event's `details` must hold.
+    details: dict[str, Any] = field(default_factory=dict)
+    # Reconciliation must have looked at the pipeline's own view (Matatika's latest job).
+    reads_pipeline: bool = False
     known_bug: str | None = None
 
     @property
@@ -293,8 +303,88 @@ def get_scenarios() -> list[Scenario]:
 
 
 def matatika_scenarios() -> list[Scenario]:
-    """Matatika's stop (at the deadline) and logs (of a failed job) calls."""
-    found: list[Scenario] = []
+    """Matatika's stop (at the deadline) and logs (of a failed job) calls, and what its
+    public docs say beyond the create page: retries, its own stops, lists without queued
+    jobs."""
+    found: list[Scenario] = [
+        Scenario(
+            # The stop reaches Matatika and every answer to it is lost: the job is looked
+            # at, found stopped, and the event says it was stopped remotely.
+            id="matatika-cancel-answer-lost-after-stopping",
+            provider="matatika",
+            call="cancel",
+            fault={"action": "drop", "after": True, "count": 3},
+            behaviour={"queued": 0.0, "duration": 120.0},
+            deadline_seconds=5,
+            expect=TIMED_OUT,
+            cancelled_remotely=True,
+            details={"stop_answer": "lost"},
+        ),
+        Scenario(
+            # The stop acts, its 504 is retried, and the retry is refused (not running).
+            id="matatika-cancel-504-after-stopping",
+            provider="matatika",
+            call="cancel",
+            fault={"status": [504], "after": True},
+            behaviour={"queued": 0.0, "duration": 120.0},
+            deadline_seconds=5,
+            expect=TIMED_OUT,
+            cancelled_remotely=True,
+            details={"stop_answer": "refused"},
+        ),
+        Scenario(
+            # Attempt 1 ends in ERROR, Matatika retries it 3 s later and attempt 2 succeeds.
+            id="matatika-get-error-retried-then-succeeds",
+            provider="matatika",
+            call="get",
+            behaviour={
+                "queued": 0.2,
+                "duration": 1.5,
+                "max_attempts": 2,
+                "failed_attempts": 1,
+                "retry_delay": 3.0,
+            },
+            details={"attempt": 2, "max_attempts": 2},
+        ),
+        Scenario(
+            # Attempt 1 of 2 ends in ERROR and the retry never comes: failed after the grace.
+            id="matatika-get-error-retry-never-comes",
+            provider="matatika",
+            call="get",
+            behaviour={
+                "queued": 0.2,
+                "duration": 1.5,
+                "max_attempts": 2,
+                "failed_attempts": 1,
+                "retry_delay": None,
+            },
+            expect=FAILED,
+            error_code="JOB_FAILED",
+            details={"attempt": 1, "max_attempts": 2, "retry_missing": True},
+        ),
+        Scenario(
+            # Matatika's own pipeline timeout stops the job: not a cancel jobrelay made.
+            id="matatika-get-stopped-by-its-timeout",
+            provider="matatika",
+            call="get",
+            behaviour={"queued": 0.2, "duration": 30.0, "stopped_after": 1.5},
+            expect=CANCELLED,
+            error_code="STOPPED_AT_PROVIDER",
+            details={"stopped_by": "provider"},
+        ),
+        Scenario(
+            # The create's answer is lost while the job is QUEUED and the lists hide queued
+            # jobs: reconciliation finds it as the pipeline's latest job and creates nothing.
+            # Queued far longer than the record's redelivery (1 s), on any machine.
+            id="matatika-create-502-while-queued-unlisted",
+            provider="matatika",
+            call="create",
+            fault={"status": [502], "after": True},
+            behaviour={"queued": 15.0, "duration": 1.5, "listed_while_queued": False},
+            creates=1,
+            reads_pipeline=True,
+        ),
+    ]
     faults = {**STATUS_FAULTS, **TRANSPORT_FAULTS, "401-then-success": {"status": [401]}}
     for name, fault in {**faults, "403": {"status": [403]}, "404": {"status": [404]}}.items():
         refused = name in ("403", "404")
@@ -465,6 +555,8 @@ class ScenarioResult:
     listing_fault: Fault | None
     creates: int
     report: InvariantReport
+    # GETs of the scenario's pipeline itself (Matatika's view with its latest job).
+    pipeline_views: int = 0
 
     @property
     def verdict(self) -> Verdict:
@@ -485,7 +577,8 @@ class FaultRun:
 def play(harness: Harness, scenarios: list[Scenario], *, timeout: float = 150.0) -> FaultRun:
     started = time.monotonic()
     ids = {s.id for s in scenarios}
-    with aws_failures(ids) as armed:
+    with aws_failures(ids) as armed, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(MatatikaProvider, "retry_grace_seconds", MATATIKA_RETRY_GRACE_SECONDS)
         faults, pending = _arrange(harness, scenarios)
         with _installing_job_faults(harness, pending, faults):
             sent = _send(harness, scenarios)
@@ -511,6 +604,11 @@ def play(harness: Harness, scenarios: list[Scenario], *, timeout: float = 150.0)
             fault=faults.get(s.id),
             listing_fault=faults.get(f"{s.id}/listing"),
             creates=harness.emulators[s.provider].creates_received(s.target),
+            pipeline_views=sum(
+                1
+                for r in harness.emulators[s.provider].requests()
+                if r["method"] == "GET" and r["path"] == f"/api/pipelines/{s.target}"
+            ),
             report=report,
         )
         for s in scenarios

@@ -40,6 +40,11 @@ def test_request_under_fault_ends_in_one_outcome_and_at_most_one_job(
         assert result.creates == scenario.creates
     if scenario.cancelled_remotely is not None:
         assert event["data"]["details"]["cancelled_remotely"] is scenario.cancelled_remotely
+    for name, value in scenario.details.items():
+        assert event["data"]["details"].get(name) == value, event["data"]["details"]
+    if scenario.reads_pipeline:
+        # the lists hid the queued job: reconciliation found it in the pipeline's own view
+        assert result.pipeline_views >= 1, "reconciliation never read the pipeline's latest job"
     # and the fault really happened
     if scenario.fault is not None:
         assert result.fault is not None

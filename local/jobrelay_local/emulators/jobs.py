@@ -66,6 +66,8 @@ class Behaviour:
     retry_delay: float | None = 0.5
     # Matatika lists "running or completed" jobs: False hides a job from lists while queued.
     listed_while_queued: bool = True
+    # The provider stops a job that has run this many seconds (Matatika's pipeline timeout).
+    stopped_after: float | None = None
 
     def updated(self, changes: Mapping[str, Any]) -> Behaviour:
         check_behaviour_fields(changes)
@@ -143,9 +145,15 @@ class EmulatedJob:
         if self.rejected:
             created = self.created_wall
             return JobState("failed", 0.0, None, created, created)
-        if self.stopped_mono is not None:
-            at_stop = self._state_at(self.stopped_mono - self.created_mono)
-            stopped = self.wall(self.stopped_mono - self.created_mono)
+        stopped_mono = self.stopped_mono
+        timeout = self.behaviour.stopped_after
+        if stopped_mono is None and timeout is not None:
+            at = self.behaviour.queued + timeout
+            if now_mono - self.created_mono >= at and self._state_at(at).phase == "running":
+                stopped_mono = self.created_mono + at
+        if stopped_mono is not None:
+            at_stop = self._state_at(stopped_mono - self.created_mono)
+            stopped = self.wall(stopped_mono - self.created_mono)
             return replace(
                 at_stop, phase="stopped", ended_at=stopped, updated_at=stopped, retrying=False
             )
