@@ -212,3 +212,11 @@ def test_demo_ends_every_sample_request_as_expected(tmp_path):
     assert "demo passed: 6 outcomes as expected" in result.stderr
     logs = (tmp_path / "state" / "logs.jsonl").read_text().splitlines()
     assert logs, "the functions' logs go to the state directory, not the terminal"
+    # moto's and the emulators' own lines go to their files, not the terminal
+    terminal = (result.stdout + result.stderr).lower()
+    assert "moto" not in terminal
+    assert "warning" not in terminal
+    assert "listening on" not in terminal
+    moto_log = (tmp_path / "state" / "moto.log").read_text()
+    assert "No Moto CloudFormation support for AWS::CloudWatch::Alarm" in moto_log
+    assert "listening on" in (tmp_path / "state" / "emulators.log").read_text()
