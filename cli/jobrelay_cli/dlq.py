@@ -1,15 +1,5 @@
 """The DLQ as a workflow: list dead requests with their reason, send them back to the queue.
-
-Works against any endpoint boto3 can reach: the local stack, or AWS with the user's
-credentials. Two kinds of message reach the DLQ:
-- refused by CreateJob (invalid, or refused by the provider): they carry
-  `jobrelay_error_code` and `jobrelay_reason` attributes and were already answered with a
-  `jobrelay.job.rejected` event; redriving them would only find that answer again (the
-  request id is the idempotency key), so `redrive` leaves them: fix the request and send it
-  under a new request id;
-- moved by SQS after `maxReceiveCount` failed deliveries (a provider down for longer than the
-  retries, missing credentials): no outcome was published, and redriving them is the fix.
-"""
+Works against any endpoint boto3 can reach: the local stack, or AWS with the user's credentials."""
 
 from __future__ import annotations
 
@@ -22,6 +12,18 @@ REDRIVE_VISIBILITY_SECONDS = 30
 
 @dataclass(frozen=True)
 class DeadLetter:
+    """A message in the DLQ, of one of two kinds.
+
+    - Refused by CreateJob (invalid, or refused by the provider): it carries
+      `jobrelay_error_code` and `jobrelay_reason` attributes and was already answered with a
+      `jobrelay.job.rejected` event; redriving it would only find that answer again (the
+      request id is the idempotency key), so it is not `redrivable`: fix the request and
+      send it under a new request id.
+    - Moved by SQS after `maxReceiveCount` failed deliveries (a provider down for longer
+      than the retries, missing credentials): no outcome was published, and redriving it is
+      the fix.
+    """
+
     message_id: str
     request_id: str
     reason: str

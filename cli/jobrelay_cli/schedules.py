@@ -1,11 +1,5 @@
 """Schedules: `schedules.yaml` rendered into the template, and firings rendered locally
-exactly as EventBridge Scheduler renders them (moto does not run Scheduler).
-
-Scheduler replaces the context attributes `<aws.scheduler.scheduled-time>`,
-`<aws.scheduler.execution-id>`, `<aws.scheduler.schedule-arn>` and
-`<aws.scheduler.attempt-number>` in the target's Input before sending it
-(EventBridge Scheduler user guide, "Adding context attributes").
-"""
+exactly as EventBridge Scheduler renders them (moto does not run Scheduler)."""
 
 from __future__ import annotations
 
@@ -132,7 +126,13 @@ def firing(
     at: datetime | None = None,
     attempt: int = 1,
 ) -> str:
-    """The message Scheduler sends for one firing of a schedule's target Input."""
+    """The message Scheduler sends for one firing of a schedule's target Input.
+
+    Scheduler replaces the context attributes `<aws.scheduler.scheduled-time>`,
+    `<aws.scheduler.execution-id>`, `<aws.scheduler.schedule-arn>` and
+    `<aws.scheduler.attempt-number>` in the target's Input before sending it
+    (EventBridge Scheduler user guide, "Adding context attributes").
+    """
     when = (at or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
     values = {
         SCHEDULED_TIME: when.strftime("%Y-%m-%dT%H:%M:%SZ"),

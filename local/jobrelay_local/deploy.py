@@ -1,9 +1,5 @@
-"""Deploy `template.yaml` into moto, in-process: package, translate, create the stack, fill
-in what moto leaves out, and read back each function's configuration and SQS trigger.
-
-Call `deploy()` inside an active `moto.mock_aws(config=MOTO_CONFIG)` (or with boto3 pointed
-at a moto server started with that config).
-"""
+"""Deploy `template.yaml` into moto: package, translate, create the stack, fill in what moto
+leaves out, and read back each function's configuration and SQS trigger."""
 
 from __future__ import annotations
 
@@ -59,6 +55,8 @@ def deploy(
 ) -> DeployedStack:
     """Create the template's stack in moto and return what the local stack needs of it.
 
+    Call it inside an active `moto.mock_aws(config=MOTO_CONFIG)`, or with boto3 pointed at a
+    moto server started with that config.
     `parameters` override the template's parameter defaults (parameters without a default,
     such as the provider API key secret ARNs, must be given: see `create_provider_secrets`).
     moto delivers SQS messages to a mapped function itself, one message per synchronous

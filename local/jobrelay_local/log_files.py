@@ -1,10 +1,5 @@
 """The libraries' own logs and warnings, sent to files under the state directory while the
-local stack runs, so the terminal shows the jobs and their outcomes.
-
-`moto.log` takes the AWS side (moto, its werkzeug server, botocore, samtranslator, and the
-warnings raised in third-party code, such as moto's "Tried to parse AWS::…"); `emulators.log`
-the provider emulators'. jobrelay's own warnings and every exception still reach the terminal.
-"""
+local stack runs, so the terminal shows the jobs and their outcomes."""
 
 from __future__ import annotations
 
@@ -23,7 +18,12 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 @contextmanager
 def logs_to_files(directory: Path) -> Iterator[None]:
-    """Send the AWS side's and the emulators' logs to files in `directory` for the block."""
+    """Send the AWS side's and the emulators' logs to files in `directory` for the block.
+
+    `moto.log` takes moto, its werkzeug server, botocore, samtranslator and the warnings
+    raised in third-party code (moto's "Tried to parse AWS::…"); `emulators.log` the provider
+    emulators'. jobrelay's own warnings and every exception still reach the terminal.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         stack.enter_context(_routed((*AWS_LOGGERS, LIBRARY_WARNINGS.name), directory / "moto.log"))

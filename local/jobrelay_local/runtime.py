@@ -1,11 +1,5 @@
-"""The local stack: the whole of jobrelay on one machine, no AWS account.
-
-AWS runs in-process in moto (or as a moto server other processes can call); the resources
-come from `template.yaml`; the real state machine definition is executed by moto's Step
-Functions interpreter; Lambda invokes reach the real handlers in this process; CreateJob is
-fed from the queue by `SqsEventSource`, which behaves like Lambda's event source mapping;
-providers are the loopback emulators unless `JOBRELAY_<NAME>_BASE_URL` points elsewhere.
-"""
+"""The local stack: the whole of jobrelay on one machine, no AWS account, started and
+stopped as one (`LocalStack`)."""
 
 from __future__ import annotations
 
@@ -42,6 +36,13 @@ from jobrelay_local.provider_secrets import create_provider_secrets, placeholder
 
 class LocalStack:
     """Start, use and stop the whole system in this process.
+
+    AWS runs in-process in moto (or as a moto server other processes can call); the resources
+    come from `template.yaml`; the real state machine definition is executed by moto's Step
+    Functions interpreter; Lambda invokes reach the real handlers in this process; CreateJob
+    is fed from the queue by `SqsEventSource`, which behaves like Lambda's event source
+    mapping; providers are the loopback emulators unless `JOBRELAY_<NAME>_BASE_URL` points
+    elsewhere.
 
     `LocalStack().start()` needs nothing but this project: it starts the emulators, moto, the
     template's resources, the handlers and the queue poller. Use `with LocalStack() as stack:`.
