@@ -351,7 +351,7 @@ def test_matatika_bad_secret_is_a_configuration_error(make_provider):
         provider.get_status(job_ref("matatika"))
 
 
-# ------------------------------------------------------------------ matatika: docs beyond the seed
+# ------------------------------------------------------------------ matatika beyond the create page
 ENDED = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 

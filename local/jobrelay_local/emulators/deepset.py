@@ -87,7 +87,8 @@ class _Errors:
 
 
 def validate_create_job(body: Any) -> tuple[JsonObject, list[JsonObject]]:
-    """Validate a CreateJob body as the seed's schema says; returns (job fields, errors)."""
+    """Validate a CreateJob body as deepset's Create Job page says (docs/providers.md,
+    "deepset Cloud"); returns (job fields, errors)."""
     errors = _Errors()
     if not isinstance(body, dict):
         msg = "Input should be a valid dictionary or object to extract fields from"

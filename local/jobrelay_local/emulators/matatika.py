@@ -278,8 +278,8 @@ class MatatikaEmulator(EmulatorServer):
             "exitCode": exit_code.get(state.phase),
             "startTime": iso(state.started_at) if state.started_at is not None else None,
             "endTime": iso(state.ended_at) if state.ended_at is not None else None,
-            # Null unless the request sends `enable-task-details: true` (the seed's docs; the
-            # header and these fields left Matatika's docs in 2021).
+            # Null unless the request sends `enable-task-details: true`, as Matatika's Job page
+            # said until 2021, when the header and these fields left its docs.
             **(details if task_details else dict.fromkeys(details)),
             "_links": {
                 "self": {"href": self._href(f"/api/jobs/{job.id}")},
