@@ -1,12 +1,12 @@
-"""The libraries' own logs and warnings, sent to files under the state directory while the
-local stack runs, so the terminal shows the jobs and their outcomes."""
+"""Where the local stack's logs go: the functions' logs and metrics, and the libraries' own
+logs and warnings, to files, so the terminal shows the jobs and their outcomes."""
 
 from __future__ import annotations
 
 import logging
 import warnings
 from collections.abc import Iterable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, redirect_stdout
 from pathlib import Path
 from typing import TextIO
 
@@ -29,6 +29,33 @@ def logs_to_files(directory: Path) -> Iterator[None]:
         stack.enter_context(_routed((*AWS_LOGGERS, LIBRARY_WARNINGS.name), directory / "moto.log"))
         stack.enter_context(_routed(EMULATOR_LOGGERS, directory / "emulators.log"))
         stack.enter_context(_library_warnings_logged())
+        yield
+
+
+@contextmanager
+def function_logs_to(path: Path) -> Iterator[None]:
+    """The functions' JSON log lines to a file instead of stdout, for the block."""
+    from jobrelay.observability import logger
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logger.registered_handler
+    with path.open("a", encoding="utf-8") as stream:
+        previous = handler.setStream(stream)  # type: ignore[attr-defined]
+        try:
+            yield
+        finally:
+            handler.setStream(previous)  # type: ignore[attr-defined]
+
+
+@contextmanager
+def stdout_to(path: Path) -> Iterator[None]:
+    """What is printed (the functions' EMF metrics) to a file, for the block.
+
+    Powertools prints EMF metrics to stdout, as Lambda expects; locally they go to a file so
+    stdout stays the CLI's (outcome events).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as stream, redirect_stdout(stream):
         yield
 
 

@@ -30,7 +30,7 @@ from jobrelay_local.event_sink import EventSink
 from jobrelay_local.event_source import SqsEventSource
 from jobrelay_local.handlers import apply_environment, load_handler
 from jobrelay_local.lambdas import Handler, route_lambda_invokes
-from jobrelay_local.log_files import logs_to_files
+from jobrelay_local.log_files import function_logs_to, logs_to_files, stdout_to
 from jobrelay_local.provider_secrets import create_provider_secrets, placeholder_key
 
 
@@ -170,13 +170,9 @@ class LocalStack:
         apply_environment(stack)
         wiring.reset()
         if self.log_file is not None:
-            self._send_logs_to(self.log_file)
+            self._exit.enter_context(function_logs_to(self.log_file))
         if self.metrics_file is not None:
-            # Powertools prints EMF metrics to stdout, as Lambda expects; locally they go to
-            # a file so stdout stays the CLI's (outcome events).
-            self.metrics_file.parent.mkdir(parents=True, exist_ok=True)
-            stream = self._exit.enter_context(self.metrics_file.open("a", encoding="utf-8"))
-            self._exit.enter_context(redirect_stdout(stream))
+            self._exit.enter_context(stdout_to(self.metrics_file))
         self.handlers = {
             spec.function_name: load_handler(spec) for spec in stack.functions.values()
         }
@@ -196,21 +192,6 @@ class LocalStack:
         if self.feed_queue:
             self.source.start()
             self._exit.callback(self.source.stop)
-
-    def _send_logs_to(self, path: Path) -> None:
-        """Write the functions' JSON log lines to a file instead of stdout (CLI, tests)."""
-        from jobrelay.observability import logger
-
-        path.parent.mkdir(parents=True, exist_ok=True)
-        stream = path.open("a", encoding="utf-8")
-        handler = logger.registered_handler
-        previous = handler.setStream(stream)  # type: ignore[attr-defined]
-
-        def restore() -> None:
-            handler.setStream(previous)  # type: ignore[attr-defined]
-            stream.close()
-
-        self._exit.callback(restore)
 
     def stop(self) -> None:
         """Stop every part, in reverse order of starting (safe to call twice)."""
