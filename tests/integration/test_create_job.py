@@ -99,8 +99,8 @@ def test_create_recorded_before_tracker_start_is_not_repeated(harness: Harness, 
 
 def test_ledger_keeps_the_first_attempt_and_answers_with_what_it_held(harness: Harness):
     # The ledger's one write per attempt, against DynamoDB's semantics (moto).
-    from jobrelay.errors import JobClaimed
     from jobrelay.aws import DynamoJobLedger as JobLedger
+    from jobrelay.errors import JobClaimed
 
     table = harness.stack.resources["IdempotencyTable"]
     ledger = JobLedger(table, 3600)
