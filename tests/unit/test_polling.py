@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 from jobrelay.errors import JobNotFound, ProviderUnavailable
 from jobrelay.models import (
@@ -18,7 +19,9 @@ from jobrelay.models import (
 )
 from jobrelay.poll_policy import PollPolicy
 from jobrelay.polling import JobPoller, decide_wait, default_policy, policy_for
+from jobrelay.providers.http import ProviderHttp
 from jobrelay.providers.matatika import MatatikaProvider
+from jobrelay.secrets import StaticKey
 from jobrelay.settings import settings_from_env
 
 from tests.fakes import MemoryStarter
@@ -26,10 +29,20 @@ from tests.fakes import MemoryStarter
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 
+def _unreachable(request: httpx.Request) -> httpx.Response:
+    raise AssertionError(f"a scripted provider sent {request.method} {request.url}")
+
+
 class ScriptedProvider(MatatikaProvider):
     """A provider answering from a script; subclasses the real adapter so mypy checks it."""
 
     def __init__(self, *reports: StatusReport | Exception, can_cancel: bool = True) -> None:
+        # The real adapter's wiring, on a transport that refuses every request: a scripted
+        # answer never reaches it.
+        http = ProviderHttp(
+            httpx.Client(transport=httpx.MockTransport(_unreachable)), provider="matatika"
+        )
+        super().__init__(http, "https://app.matatika.com", StaticKey("unused"))
         self.reports = list(reports)
         self.cancelled: list[str] = []
         self.can_cancel = can_cancel  # type: ignore[misc]
