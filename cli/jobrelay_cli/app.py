@@ -3,15 +3,28 @@ operate a deployed stack."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
-from jobrelay_cli import dlq_commands, request_commands, schedule_commands, stack_commands
+from jobrelay_cli import dlq_commands, errors, request_commands, schedule_commands, stack_commands
 
 app = typer.Typer(
     help="jobrelay: create jobs on external job APIs from a queue, follow them, publish outcomes.",
     no_args_is_help=True,
     add_completion=False,
 )
+
+
+@app.callback()
+def options(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show a failed command's traceback.")
+    ] = False,
+) -> None:
+    errors.debug = debug
+
+
 app.command()(stack_commands.up)
 app.command()(request_commands.submit)
 app.command()(request_commands.events)

@@ -5,27 +5,29 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-import boto3
 import typer
 from rich.table import Table
 
 from jobrelay_cli.console import console, out
 from jobrelay_cli.dlq import list_dead_letters, redrive
-from jobrelay_cli.options import Endpoint, JsonFlag, StackName
-from jobrelay_cli.state import stack_outputs
+from jobrelay_cli.errors import operation
+from jobrelay_cli.options import Endpoint, JsonFlag, Region, StackName
+from jobrelay_cli.target import connect
 
 dlq_app = typer.Typer(help="Dead requests: list them with their reason, send them back.")
 
 
 @dlq_app.command("list")
+@operation
 def dlq_list(
-    endpoint: Endpoint = None, stack_name: StackName = "jobrelay", as_json: JsonFlag = False
+    endpoint: Endpoint = None,
+    stack_name: StackName = None,
+    region: Region = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Each request in the DLQ with its reason."""
-    outputs, endpoint_url = stack_outputs(endpoint, stack_name)
-    letters = list_dead_letters(
-        boto3.client("sqs", endpoint_url=endpoint_url), outputs["JobRequestsDLQUrl"]
-    )
+    stack = connect(endpoint, stack_name, region)
+    letters = list_dead_letters(stack.client("sqs"), stack.output("JobRequestsDLQUrl"))
     if as_json:
         for letter in letters:
             record = {
@@ -53,20 +55,22 @@ def dlq_list(
 
 
 @dlq_app.command("redrive")
+@operation
 def dlq_redrive(
     ids: Annotated[
         list[str] | None,
         typer.Option("--id", help="Message or request id (repeatable); default: all."),
     ] = None,
     endpoint: Endpoint = None,
-    stack_name: StackName = "jobrelay",
+    stack_name: StackName = None,
+    region: Region = None,
 ) -> None:
     """Send dead requests back to the requests queue."""
-    outputs, endpoint_url = stack_outputs(endpoint, stack_name)
+    stack = connect(endpoint, stack_name, region)
     result = redrive(
-        boto3.client("sqs", endpoint_url=endpoint_url),
-        outputs["JobRequestsDLQUrl"],
-        outputs["JobRequestsQueueUrl"],
+        stack.client("sqs"),
+        stack.output("JobRequestsDLQUrl"),
+        stack.output("JobRequestsQueueUrl"),
         message_ids=set(ids) if ids else None,
     )
     for letter in result.redriven:

@@ -17,7 +17,13 @@ JsonFlag = Annotated[
 Endpoint = Annotated[
     str | None, typer.Option(help="AWS endpoint (default: jobrelay up's, else AWS).")
 ]
-StackName = Annotated[str, typer.Option("--stack", help="The jobrelay stack's name.")]
+StackName = Annotated[
+    str | None,
+    typer.Option("--stack", help="A deployed jobrelay stack's name (default: jobrelay up's)."),
+]
+Region = Annotated[
+    str | None, typer.Option(help="The deployed stack's AWS region (default: AWS's chain).")
+]
 
 
 def requests_from(files: list[Path]) -> list[dict[str, Any] | str]:

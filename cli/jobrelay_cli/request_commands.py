@@ -6,21 +6,22 @@ import json
 import time
 from typing import Annotated
 
-import boto3
 import typer
 
 from jobrelay_cli.console import console, print_outcomes
-from jobrelay_cli.options import Endpoint, Files, JsonFlag, requests_from
+from jobrelay_cli.errors import CommandError, operation
+from jobrelay_cli.options import Endpoint, Files, JsonFlag, Region, StackName, requests_from
 from jobrelay_cli.requests_io import request_id_of
-from jobrelay_cli.state import EVENTS_FILE, queue_url, read_events_file, running_state
+from jobrelay_cli.state import EVENTS_FILE, read_events_file, running_state
+from jobrelay_cli.target import connect
 
 
+@operation
 def submit(
     files: Files,
     endpoint: Endpoint = None,
-    stack_name: Annotated[
-        str, typer.Option("--stack", help="Stack whose queue to use.")
-    ] = "jobrelay",
+    stack_name: StackName = None,
+    region: Region = None,
     wait: Annotated[
         bool, typer.Option(help="Wait for each request's outcome (local stack).")
     ] = False,
@@ -29,8 +30,8 @@ def submit(
 ) -> None:
     """Send requests to a running stack's JobRequests queue."""
     requests = requests_from(files)
-    url, endpoint_url = queue_url(endpoint, stack_name)
-    sqs = boto3.client("sqs", endpoint_url=endpoint_url)
+    stack = connect(endpoint, stack_name, region)
+    url, sqs = stack.output("JobRequestsQueueUrl"), stack.client("sqs")
     ids: list[str] = []
     for request in requests:
         body = request if isinstance(request, str) else json.dumps(request)
@@ -39,9 +40,8 @@ def submit(
         console.print(f"sent {ids[-1]} (message {message_id})")
     if not wait:
         return
-    if running_state() is None:
-        console.print("[red]error:[/] --wait follows the events of a local stack (jobrelay up)")
-        raise typer.Exit(2)
+    if not stack.local:
+        raise CommandError("--wait follows the events of a local stack (jobrelay up)", exit_code=2)
     deadline = time.monotonic() + timeout
     while True:
         events, raw = read_events_file()

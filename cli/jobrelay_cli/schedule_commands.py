@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-import boto3
 import typer
 from rich.table import Table
 
 from jobrelay_cli.console import console, out
-from jobrelay_cli.options import Endpoint, StackName
-from jobrelay_cli.state import queue_url
+from jobrelay_cli.errors import operation
+from jobrelay_cli.options import Endpoint, Region, StackName
+from jobrelay_cli.target import connect
 
 schedule_app = typer.Typer(
     help="Schedules from template.yaml, fired as EventBridge Scheduler would."
@@ -36,11 +36,13 @@ def schedule_list() -> None:
 
 
 @schedule_app.command("fire")
+@operation
 def schedule_fire(
     name: Annotated[str, typer.Argument(help="The schedule's name.")],
     at: Annotated[str | None, typer.Option(help="Scheduled time, ISO 8601 (default: now).")] = None,
     endpoint: Endpoint = None,
-    stack_name: StackName = "jobrelay",
+    stack_name: StackName = None,
+    region: Region = None,
 ) -> None:
     """Send one firing of a schedule to the requests queue, rendered as Scheduler renders it."""
     from jobrelay_cli.schedules import firing, parse_at, template_schedules
@@ -49,12 +51,14 @@ def schedule_fire(
     if name not in schedules:
         console.print(f"[red]error:[/] no schedule {name!r}; known: {', '.join(sorted(schedules))}")
         raise typer.Exit(2)
-    url, endpoint_url = queue_url(endpoint, stack_name)
-    sqs = boto3.client("sqs", endpoint_url=endpoint_url)
-    region = sqs.meta.region_name
-    account = boto3.client("sts", endpoint_url=endpoint_url).get_caller_identity()["Account"]
+    stack = connect(endpoint, stack_name, region)
+    url, sqs = stack.output("JobRequestsQueueUrl"), stack.client("sqs")
+    account = stack.client("sts").get_caller_identity()["Account"]
+    # As Scheduler names it: the template's schedule group and schedule, by stack name.
+    deployed = stack_name or "jobrelay"
     arn = (
-        f"arn:aws:scheduler:{region}:{account}:schedule/{stack_name}-schedules/{stack_name}-{name}"
+        f"arn:aws:scheduler:{stack.region}:{account}:schedule/"
+        f"{deployed}-schedules/{deployed}-{name}"
     )
     body = firing(schedules[name].input, schedule_arn=arn, at=parse_at(at))
     message_id = sqs.send_message(QueueUrl=url, MessageBody=body)["MessageId"]

@@ -145,7 +145,16 @@ def test_run_refuses_an_unreadable_file(cli_env, tmp_path):
     assert "not JSON" in result.stderr
 
 
+def without_aws(env: dict[str, str]) -> dict[str, str]:
+    """The environment of a machine with no AWS configuration at all."""
+    return {k: v for k, v in env.items() if not k.startswith("AWS_")}
+
+
 def test_up_submit_and_events_against_a_running_stack(emulators, cli_env, tmp_path):
+    # Given a machine with no AWS variables: the local stack brings its own region,
+    # endpoint and credentials, and every command reaches it with them.
+    cli_env = without_aws(cli_env)
+    cli_env["HOME"] = str(tmp_path)  # and no ~/.aws either
     fast(emulators)
     with socket.socket() as probe:  # a free port for the local AWS endpoint
         probe.bind(("127.0.0.1", 0))
@@ -202,6 +211,38 @@ def test_up_submit_and_events_against_a_running_stack(emulators, cli_env, tmp_pa
             up.wait(timeout=20)
         except subprocess.TimeoutExpired:
             up.kill()
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "says"),
+    [
+        (["dlq", "list"], 2, "no local stack is running: start `jobrelay up`"),
+        (["schedule", "fire", "nightly-matatika-sync"], 2, "no local stack is running"),
+        (["dlq", "redrive", "--stack", "prod"], 2, "no AWS region for stack 'prod'"),
+        (["dlq", "list", "--stack", "prod", "--region", "eu-west-1"], 1, "no AWS credentials"),
+    ],
+)
+def test_a_command_without_a_stack_to_reach_says_what_to_do_in_one_line(tmp_path, args, code, says):
+    env = without_aws(dict(os.environ))
+    env.update({"HOME": str(tmp_path), "JOBRELAY_STATE_DIR": str(tmp_path / "state")})
+    events = write_requests(tmp_path / "r.json", pixxel("e2e-nowhere"))
+    for command in (args, ["submit", str(events)]):
+        result = jobrelay(command, env, timeout=60)
+        assert result.returncode == (code if command is args else 2), result.stderr
+        assert "Traceback" not in result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, result.stderr
+        assert lines[0].startswith("error: ")
+    assert says in jobrelay(args, env, timeout=60).stderr
+
+
+def test_debug_shows_the_traceback_of_a_failed_command(tmp_path):
+    env = without_aws(dict(os.environ))
+    env.update({"HOME": str(tmp_path), "JOBRELAY_STATE_DIR": str(tmp_path / "state")})
+    result = jobrelay(["--debug", "dlq", "list"], env, timeout=60)
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr
+    assert "CommandError" in result.stderr
 
 
 def test_demo_ends_every_sample_request_as_expected(tmp_path):
