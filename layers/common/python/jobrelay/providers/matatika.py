@@ -300,8 +300,10 @@ class MatatikaProvider(Provider):
         requests' jobs are in `exclude`: the ledger claims each job for its request). It is
         smaller than it looks: Matatika runs one job per pipeline at a time and refuses a second
         create while one runs (409), so a foreign run inside the window has to have ended
-        before ours could start. A listing that cannot be read is raised (the record is
-        retried later): creating again without having looked could make a second job.
+        before ours could start. When the listing shows no job of the window, the pipeline's
+        latest job is looked at too (`_latest_job`: the lists may hide a queued one). A
+        listing that cannot be read is raised (the record is retried later): creating again
+        without having looked could make a second job.
         """
         listed = self.listed_since(
             f"/api/pipelines/{segment(params.pipeline_id)}/jobs",
@@ -322,7 +324,7 @@ class MatatikaProvider(Provider):
         ]
         job = earliest_unclaimed(self.name, candidates, exclude)
         if job is None:
-            job = self._latest_queued(params, since, exclude)
+            job = self._latest_job(params, since, exclude)
         if job is None:
             return None
         return CreatedJob(
@@ -331,7 +333,7 @@ class MatatikaProvider(Provider):
             report=map_status(job),
         )
 
-    def _latest_queued(
+    def _latest_job(
         self, params: MatatikaParams, since: datetime, exclude: Collection[str]
     ) -> MatatikaJob | None:
         """The pipeline's latest job when the lists may have hidden it: they are documented
