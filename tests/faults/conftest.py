@@ -17,7 +17,8 @@ import pytest
 from jobrelay_local.emulators.matatika import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
 from jobrelay_local.runtime import LocalStack
 
-from tests.faults.scenarios import BY_ID, HTTP_TIMEOUT_SECONDS, FaultRun, Scenario, play
+from tests.faults.play import FaultRun, play
+from tests.faults.scenarios import BY_ID, HTTP_TIMEOUT_SECONDS, Scenario
 from tests.integration.conftest import Harness
 
 FIGURES_KEY = pytest.StashKey[dict[str, Any]]()

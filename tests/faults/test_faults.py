@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.faults.scenarios import SCENARIOS, FaultRun, Scenario
+from tests.faults.play import FaultRun
+from tests.faults.scenarios import SCENARIOS, Scenario
 from tests.integration.conftest import Harness
 
 pytestmark = pytest.mark.faults
