@@ -7,7 +7,14 @@ from typing import Annotated
 
 import typer
 
-from jobrelay_cli import dlq_commands, errors, request_commands, schedule_commands, stack_commands
+from jobrelay_cli import (
+    dlq_commands,
+    errors,
+    request_commands,
+    schedule_commands,
+    stack_commands,
+    steer_commands,
+)
 
 app = typer.Typer(
     help="jobrelay: create jobs on external job APIs from a queue, follow them, publish outcomes.",
@@ -28,6 +35,10 @@ def options(
 app.command()(stack_commands.up)
 app.command()(request_commands.submit)
 app.command()(request_commands.events)
+app.command()(steer_commands.cancel)
+app.command()(steer_commands.status)
+app.command()(steer_commands.jobs)
+app.command()(steer_commands.watch)
 app.add_typer(schedule_commands.schedule_app, name="schedule")
 app.add_typer(dlq_commands.dlq_app, name="dlq")
 app.command()(stack_commands.run)

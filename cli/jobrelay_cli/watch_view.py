@@ -1,0 +1,95 @@
+"""The tables of `jobrelay jobs` and `jobrelay watch`: the requests in flight and, for watch,
+those that ended since it started, with their outcome."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from rich.table import Table
+
+from jobrelay_cli.tracking import RequestStatus, Tracking
+
+
+@dataclass
+class Watch:
+    """What `watch` shows, brought up to date by `refresh`."""
+
+    tracking: Tracking
+    started: datetime
+    provider: str | None = None
+    running: dict[str, RequestStatus] = field(default_factory=dict)
+    ended: dict[str, RequestStatus] = field(default_factory=dict)
+    # Which request each closed execution tracked (closed executions do not change).
+    _request_of: dict[str, str | None] = field(default_factory=dict)
+
+    def refresh(self) -> None:
+        """Read the requests in flight again; a request that was in flight and is no longer,
+        or whose execution closed since watch started, is read once more as ended (again
+        until its outcome is known: an operator's stop is published after the execution
+        closed)."""
+        running = {r.request_id: r for r in self.tracking.in_flight(self.provider)}
+        candidates = set(self.running)
+        for arn in self.tracking.closed_since(self.started):
+            if arn not in self._request_of:
+                self._request_of[arn] = self.tracking.request_of(arn)
+            request_id = self._request_of[arn]
+            if request_id is not None:
+                candidates.add(request_id)
+        for request_id in sorted(candidates - running.keys()):
+            known = self.ended.get(request_id)
+            if known is not None and known.outcome is not None:
+                continue
+            reading = self.tracking.request(request_id)
+            # A generation that continued as new closed, the request goes on in the next one.
+            if reading is None or reading.execution_status == "RUNNING":
+                continue
+            if self.provider is None or reading.provider == self.provider:
+                self.ended[request_id] = reading
+        self.running = running
+
+    def table(self, now: datetime) -> Table:
+        ended = sorted(self.ended.values(), key=lambda r: r.stopped_at or self.started)
+        return requests_table(
+            list(self.running.values()),
+            ended,
+            now,
+            title=f"{len(self.running)} in flight, {len(ended)} ended since "
+            f"{self.started:%H:%M:%S} (Ctrl-C leaves)",
+        )
+
+
+def requests_table(
+    running: list[RequestStatus], ended: list[RequestStatus], now: datetime, *, title: str
+) -> Table:
+    table = Table(title=title)
+    for column in ("request", "provider", "job", "status", "polls", "next poll", "outcome"):
+        table.add_column(column, overflow="fold")
+    for reading in running:
+        table.add_row(*_row(reading), _next_poll(reading, now), "…")
+    for reading in ended:
+        outcome = reading.outcome.type.rsplit(".", 1)[-1] if reading.outcome else "unpublished"
+        table.add_row(*_row(reading), "", outcome)
+    return table
+
+
+def _row(reading: RequestStatus) -> tuple[str, str, str, str, str]:
+    status = reading.status or "?"
+    if reading.raw_status and reading.raw_status != reading.status:
+        status += f" ({reading.raw_status})"
+    if reading.cancel is not None and reading.outcome is None:
+        status += ", cancel asked"
+    return (
+        reading.request_id,
+        reading.provider or "",
+        reading.remote_job_id or "",
+        status,
+        "" if reading.polls is None else str(reading.polls),
+    )
+
+
+def _next_poll(reading: RequestStatus, now: datetime) -> str:
+    if reading.next_poll_at is None:
+        return ""
+    seconds = (reading.next_poll_at - now).total_seconds()
+    return f"in {seconds:.0f}s" if seconds >= 1 else "due"
