@@ -1,5 +1,5 @@
 """Deploy `template.yaml` into moto: package, translate, create the stack, fill in what moto
-leaves out, and read back each function's configuration and SQS trigger."""
+leaves out, and read back each function's configuration, SQS trigger and EventBridge rules."""
 
 from __future__ import annotations
 
@@ -14,7 +14,13 @@ import boto3
 from jobrelay_cli.template import DEFAULT_TEMPLATE, load_template
 
 from jobrelay_local.config import DEFAULT_REGION
-from jobrelay_local.deployment import DeployedStack, FunctionSpec, SqsTrigger
+from jobrelay_local.deployment import (
+    AsyncInvokeConfig,
+    DeployedStack,
+    EventRule,
+    FunctionSpec,
+    SqsTrigger,
+)
 from jobrelay_local.intrinsics import Resolver, scalar
 from jobrelay_local.moto_gaps import apply_table_settings, install_state_machines
 from jobrelay_local.package import ARTIFACT_BUCKET, ensure_bucket, package
@@ -127,7 +133,7 @@ def deploy(
     state_machines = install_state_machines(cfn_template, resolver)
     apply_table_settings(cfn_template, resolver)
     functions = _collect_functions(
-        cfn_template, resources, code_dirs, region, keep_moto_sqs_triggers
+        cfn_template, resources, code_dirs, region, keep_moto_sqs_triggers, resolver
     )
     outputs = {
         output["OutputKey"]: output["OutputValue"] for output in described.get("Outputs", [])
@@ -170,8 +176,9 @@ def _collect_functions(
     code_dirs: Mapping[str, Path],
     region: str,
     keep_moto_sqs_triggers: bool,
+    resolver: Resolver,
 ) -> dict[str, FunctionSpec]:
-    """Read each function's configuration (environment as moto resolved it) and trigger."""
+    """Read each function's configuration (environment as moto resolved it) and triggers."""
     lambda_client = boto3.client("lambda", region_name=region)
     sqs = boto3.client("sqs", region_name=region)
     functions: dict[str, FunctionSpec] = {}
@@ -216,5 +223,65 @@ def _collect_functions(
             timeout=int(config.get("Timeout", 3)),
             memory_size=int(config.get("MemorySize", 128)),
             sqs_trigger=trigger,
+            event_rules=_event_rules(config["FunctionArn"], region),
+            async_invoke=_async_invoke_config(logical_id, cfn_template, resolver, config),
         )
     return functions
+
+
+def _event_rules(function_arn: str, region: str) -> tuple[EventRule, ...]:
+    """The EventBridge rules that target the function, read from moto's EventBridge (which
+    moto's CloudFormation created with the pattern's `!Ref`s resolved); moto delivers no
+    AWS service events to them: `execution_events` does, for Step Functions'."""
+    events = boto3.client("events", region_name=region)
+    rules: list[EventRule] = []
+    for name in events.list_rule_names_by_target(TargetArn=function_arn)["RuleNames"]:
+        rule = events.describe_rule(Name=name)
+        if not rule.get("EventPattern"):
+            continue  # a schedule expression, not a pattern
+        for target in events.list_targets_by_rule(Rule=name)["Targets"]:
+            if target["Arn"] != function_arn:
+                continue
+            retry = target.get("RetryPolicy", {})
+            rules.append(
+                EventRule(
+                    name=name,
+                    arn=rule["Arn"],
+                    pattern=json.loads(rule["EventPattern"]),
+                    enabled=rule.get("State", "ENABLED") == "ENABLED",
+                    maximum_retry_attempts=int(retry.get("MaximumRetryAttempts", 185)),
+                    maximum_event_age_seconds=int(retry.get("MaximumEventAgeInSeconds", 86400)),
+                    dead_letter_arn=target.get("DeadLetterConfig", {}).get("Arn"),
+                )
+            )
+    return tuple(rules)
+
+
+def _async_invoke_config(
+    logical_id: str,
+    cfn_template: Mapping[str, Any],
+    resolver: Resolver,
+    config: Mapping[str, Any],
+) -> AsyncInvokeConfig:
+    """The function's EventInvokeConfig and dead-letter queue, read from the template (moto
+    5.2.5's CloudFormation skips `AWS::Lambda::EventInvokeConfig` and the function's
+    `DeadLetterConfig`)."""
+    function_props = cfn_template["Resources"][logical_id].get("Properties", {})
+    target = function_props.get("DeadLetterConfig", {}).get("TargetArn")
+    dead_letter = config.get("DeadLetterConfig", {}).get("TargetArn") or (
+        resolver.resolve(target) if target else None
+    )
+    for resource in cfn_template.get("Resources", {}).values():
+        if resource.get("Type") != "AWS::Lambda::EventInvokeConfig":
+            continue
+        props: dict[str, Any] = resource.get("Properties", {})
+        if props.get("FunctionName") != {"Ref": logical_id}:
+            continue
+        on_failure = props.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
+        return AsyncInvokeConfig(
+            maximum_retry_attempts=int(props.get("MaximumRetryAttempts", 2)),
+            maximum_event_age_seconds=int(props.get("MaximumEventAgeInSeconds", 21600)),
+            on_failure_arn=resolver.resolve(on_failure) if on_failure else None,
+            dead_letter_arn=dead_letter,
+        )
+    return AsyncInvokeConfig(dead_letter_arn=dead_letter)

@@ -1,5 +1,5 @@
-"""What deploying the template into moto gives back: the stack, its functions and their
-SQS triggers, with the names and ARNs moto chose."""
+"""What deploying the template into moto gives back: the stack, its functions with their SQS
+triggers and EventBridge rules, with the names and ARNs moto chose."""
 
 from __future__ import annotations
 
@@ -30,6 +30,39 @@ class SqsTrigger:
 
 
 @dataclass(frozen=True)
+class EventRule:
+    """An EventBridge rule that targets a function, as deployed (its pattern resolved)."""
+
+    name: str
+    arn: str
+    pattern: dict[str, Any]
+    enabled: bool
+    # The target's RetryPolicy, for failures to hand the event to Lambda (not for function
+    # errors: Lambda retries those, see AsyncInvokeConfig). EventBridge's defaults are 185
+    # attempts over 24 hours (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-rule-retry-policy.html).
+    maximum_retry_attempts: int = 185
+    maximum_event_age_seconds: int = 86400
+    dead_letter_arn: str | None = None
+
+
+@dataclass(frozen=True)
+class AsyncInvokeConfig:
+    """How Lambda retries a function's asynchronous invokes (an EventBridge target's) on a
+    function error, and where an event goes when the retries are spent.
+
+    Defaults as Lambda's: two retries, events kept six hours
+    (https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-error-handling.html).
+    """
+
+    maximum_retry_attempts: int = 2
+    maximum_event_age_seconds: int = 21600
+    on_failure_arn: str | None = None
+    """`DestinationConfig.OnFailure` of the function's EventInvokeConfig."""
+    dead_letter_arn: str | None = None
+    """The function's own `DeadLetterConfig` (the event itself, with the error)."""
+
+
+@dataclass(frozen=True)
 class FunctionSpec:
     """One Lambda function of the stack, with what running it in-process needs."""
 
@@ -42,6 +75,8 @@ class FunctionSpec:
     timeout: int
     memory_size: int
     sqs_trigger: SqsTrigger | None = None
+    event_rules: tuple[EventRule, ...] = ()
+    async_invoke: AsyncInvokeConfig = field(default_factory=AsyncInvokeConfig)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from jobrelay_local.deploy import deploy
 from jobrelay_local.deployment import DeployedStack
 from jobrelay_local.event_sink import EventSink
 from jobrelay_local.event_source import SqsEventSource
+from jobrelay_local.execution_events import ExecutionEvents
 from jobrelay_local.handlers import apply_environment, load_handler
 from jobrelay_local.lambdas import Handler, route_lambda_invokes
 from jobrelay_local.log_files import function_logs_to, logs_to_files, stdout_to
@@ -90,6 +91,7 @@ class LocalStack:
         self.stack: DeployedStack | None = None
         self.source: SqsEventSource | None = None
         self.sink: EventSink | None = None
+        self.execution_events: ExecutionEvents | None = None
         self.handlers: dict[str, Handler] = {}
         self.endpoint_url: str | None = None
 
@@ -192,6 +194,12 @@ class LocalStack:
         if self.feed_queue:
             self.source.start()
             self._exit.callback(self.source.stop)
+        if self.aws_endpoint is None:
+            # Step Functions' status-change events to the functions whose rules match them;
+            # with AWS served elsewhere no execution ends in this process.
+            self.execution_events = ExecutionEvents(stack.functions.values(), self.handlers)
+            self.execution_events.start()
+            self._exit.callback(self.execution_events.stop)
 
     def stop(self) -> None:
         """Stop every part, in reverse order of starting (safe to call twice)."""

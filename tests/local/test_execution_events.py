@@ -1,0 +1,313 @@
+"""Step Functions' execution status-change events in the local stack: a small template with a
+state machine and a function on an EventBridge rule, deployed into moto, its executions
+ended every way, and the events a handler of the test's own receives."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from jobrelay_local.config import MOTO_CONFIG
+from jobrelay_local.deploy import deploy
+from jobrelay_local.deployment import DeployedStack
+from jobrelay_local.execution_events import ExecutionEvents
+from moto import mock_aws
+
+REGION = "us-east-1"
+FAST_RETRIES = (0.1, 0.2)
+
+# "wait" waits longer than the machine's TimeoutSeconds, so it ends stopped or timed out.
+DEFINITION = {
+    "StartAt": "Route",
+    "TimeoutSeconds": 1,
+    "States": {
+        "Route": {
+            "Type": "Choice",
+            "Choices": [
+                {"Variable": "$.action", "StringEquals": "fail", "Next": "Fail"},
+                {"Variable": "$.action", "StringEquals": "wait", "Next": "Wait"},
+            ],
+            "Default": "Done",
+        },
+        "Wait": {"Type": "Wait", "Seconds": 30, "Next": "Done"},
+        "Fail": {"Type": "Fail", "Error": "ProviderRejected", "Cause": "bad pipeline"},
+        "Done": {"Type": "Succeed"},
+    },
+}
+
+TEMPLATE = f"""
+AWSTemplateFormatVersion: "2010-09-09"
+Transform: AWS::Serverless-2016-10-31
+Resources:
+  Tracker:
+    Type: AWS::Serverless::StateMachine
+    Properties:
+      Type: STANDARD
+      Definition: {json.dumps(DEFINITION)}
+  Other:
+    Type: AWS::Serverless::StateMachine
+    Properties:
+      Type: STANDARD
+      Definition: {json.dumps(DEFINITION)}
+  TrackerEndedFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: fn/
+      Handler: app.lambda_handler
+      Runtime: python3.12
+      DeadLetterQueue:
+        Type: SQS
+        TargetArn: !GetAtt EndedDLQ.Arn
+      Events:
+        TrackerEnded:
+          Type: EventBridgeRule
+          Properties:
+            Pattern:
+              source: [aws.states]
+              detail-type: [Step Functions Execution Status Change]
+              detail:
+                status: [ABORTED, FAILED, TIMED_OUT]
+                stateMachineArn: [!Ref Tracker]
+            RetryPolicy: {{MaximumRetryAttempts: 4, MaximumEventAgeInSeconds: 3600}}
+            DeadLetterConfig: {{Type: SQS}}
+  EndedDLQ:
+    Type: AWS::SQS::Queue
+"""
+
+
+class Recorder:
+    """The test's handler: keeps every event it is invoked with; fails while told to."""
+
+    def __init__(self) -> None:
+        self.invocations: list[dict[str, Any]] = []
+        self.failures_left: dict[str, int] = {}
+        self.lock = threading.Lock()
+
+    def __call__(self, event: dict[str, Any], context: Any) -> None:
+        with self.lock:
+            self.invocations.append(event)
+            name = event["detail"]["name"]
+            if self.failures_left.get(name, 0) > 0:
+                self.failures_left[name] -= 1
+                raise RuntimeError(f"handler failed on {name}")
+
+    def of(self, name: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [e for e in self.invocations if e["detail"]["name"] == name]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DeployedStack]:
+    root = tmp_path_factory.mktemp("ended")
+    (root / "fn").mkdir()
+    (root / "fn" / "app.py").write_text("def lambda_handler(event, context):\n    return None\n")
+    (root / "template.yaml").write_text(TEMPLATE)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        for name, value in {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": REGION,
+        }.items():
+            monkeypatch.setenv(name, value)
+        for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
+            monkeypatch.delenv(name, raising=False)
+        with mock_aws(config=MOTO_CONFIG):
+            yield deploy(template_path=root / "template.yaml", stack_name="ended")
+
+
+@pytest.fixture
+def recorder(stack: DeployedStack) -> Iterator[Recorder]:
+    recorder = Recorder()
+    spec = stack.function("TrackerEndedFunction")
+    events = ExecutionEvents(
+        stack.functions.values(), {spec.function_name: recorder}, retry_delays=FAST_RETRIES
+    )
+    events.start()
+    yield recorder
+    events.stop()
+
+
+def execution_name(action: str) -> str:
+    return f"{action}-{uuid.uuid4().hex[:8]}"
+
+
+def start(
+    stack: DeployedStack, action: str, machine: str = "Tracker", name: str | None = None
+) -> tuple[str, str]:
+    name = name or execution_name(action)
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    started = sfn.start_execution(
+        stateMachineArn=stack.state_machines[machine],
+        name=name,
+        input=json.dumps({"action": action, "request_id": name}),
+    )
+    return name, started["executionArn"]
+
+
+def wait_for(recorder: Recorder, name: str, count: int = 1, timeout: float = 5.0) -> list[Any]:
+    deadline = time.monotonic() + timeout
+    while len(recorder.of(name)) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return recorder.of(name)
+
+
+def wait_until_ended(execution_arn: str, timeout: float = 5.0) -> dict[str, Any]:
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    deadline = time.monotonic() + timeout
+    while True:
+        described: Any = sfn.describe_execution(executionArn=execution_arn)
+        if described["status"] != "RUNNING" or time.monotonic() > deadline:
+            return dict(described)
+        time.sleep(0.02)
+
+
+def test_spec_keeps_the_rule_pattern_and_target_settings_from_the_template(
+    stack: DeployedStack,
+) -> None:
+    spec = stack.function("TrackerEndedFunction")
+
+    (rule,) = spec.event_rules
+    assert rule.pattern == {
+        "source": ["aws.states"],
+        "detail-type": ["Step Functions Execution Status Change"],
+        "detail": {
+            "status": ["ABORTED", "FAILED", "TIMED_OUT"],
+            "stateMachineArn": [stack.state_machines["Tracker"]],
+        },
+    }
+    assert (rule.maximum_retry_attempts, rule.maximum_event_age_seconds) == (4, 3600)
+    assert rule.dead_letter_arn is not None
+    assert spec.async_invoke.maximum_retry_attempts == 2
+    assert spec.async_invoke.dead_letter_arn is not None
+    assert spec.async_invoke.dead_letter_arn.endswith(stack.resources["EndedDLQ"].rsplit("/")[-1])
+
+
+def test_stopped_execution_is_delivered_once_as_step_functions_sends_it(
+    stack: DeployedStack, recorder: Recorder
+) -> None:
+    # Given a tracker execution waiting
+    name, arn = start(stack, "wait")
+    # When an operator stops it
+    boto3.client("stepfunctions", region_name=REGION).stop_execution(executionArn=arn)
+
+    # Then the handler gets one ABORTED event with the execution's details
+    (event,) = wait_for(recorder, name)
+    described = wait_until_ended(arn)
+    assert set(event) == {
+        "version",
+        "id",
+        "detail-type",
+        "source",
+        "account",
+        "time",
+        "region",
+        "resources",
+        "detail",
+    }
+    assert event["version"] == "0"
+    assert event["source"] == "aws.states"
+    assert event["detail-type"] == "Step Functions Execution Status Change"
+    assert (event["account"], event["region"]) == (stack.account_id, REGION)
+    assert event["resources"] == [arn]
+    assert event["time"].endswith("Z")
+    detail = event["detail"]
+    assert detail["executionArn"] == arn
+    assert detail["stateMachineArn"] == stack.state_machines["Tracker"]
+    assert (detail["name"], detail["status"]) == (name, "ABORTED")
+    assert json.loads(detail["input"]) == {"action": "wait", "request_id": name}
+    assert detail["inputDetails"] == {"included": True}
+    assert (detail["output"], detail["outputDetails"]) == (None, None)
+    # moto's StopExecution keeps no error or cause: delivered as moto has them.
+    assert (detail["error"], detail["cause"]) == (None, None)
+    assert detail["startDate"] == int(described["startDate"].timestamp() * 1000)
+    assert detail["stopDate"] >= detail["startDate"]
+    time.sleep(0.3)
+    assert len(recorder.of(name)) == 1
+
+
+def test_failed_execution_is_delivered_with_its_error_and_cause(
+    stack: DeployedStack, recorder: Recorder
+) -> None:
+    name, _ = start(stack, "fail")
+
+    (event,) = wait_for(recorder, name)
+
+    detail = event["detail"]
+    assert detail["status"] == "FAILED"
+    assert (detail["error"], detail["cause"]) == ("ProviderRejected", "bad pipeline")
+
+
+def test_timed_out_execution_is_delivered(stack: DeployedStack, recorder: Recorder) -> None:
+    # Given an execution that outlasts the machine's TimeoutSeconds (1 s)
+    name, _ = start(stack, "wait")
+
+    (event,) = wait_for(recorder, name, timeout=5.0)
+
+    assert event["detail"]["status"] == "TIMED_OUT"
+
+
+def test_succeeded_execution_is_not_delivered(stack: DeployedStack, recorder: Recorder) -> None:
+    name, arn = start(stack, "done")
+
+    assert wait_until_ended(arn)["status"] == "SUCCEEDED"
+    time.sleep(0.3)
+
+    assert recorder.of(name) == []
+
+
+def test_execution_of_a_machine_the_pattern_does_not_name_is_not_delivered(
+    stack: DeployedStack, recorder: Recorder
+) -> None:
+    name, arn = start(stack, "fail", machine="Other")
+
+    assert wait_until_ended(arn)["status"] == "FAILED"
+    time.sleep(0.3)
+
+    assert recorder.of(name) == []
+
+
+def test_handler_failing_once_gets_the_same_event_again_and_handles_it_once(
+    stack: DeployedStack, recorder: Recorder
+) -> None:
+    # Given a handler that fails on the first delivery
+    name = execution_name("fail")
+    recorder.failures_left[name] = 1
+    # When a tracker execution fails
+    start(stack, "fail", name=name)
+
+    # Then the same event comes again, and once more only
+    first, second = wait_for(recorder, name, count=2)
+    time.sleep(0.5)
+
+    assert first == second
+    assert len(recorder.of(name)) == 2
+
+
+def test_handler_failing_every_time_leaves_the_event_in_the_function_dlq(
+    stack: DeployedStack, recorder: Recorder
+) -> None:
+    name = execution_name("fail")
+    recorder.failures_left[name] = 99
+    _, arn = start(stack, "fail", name=name)
+
+    attempts = wait_for(recorder, name, count=3)
+
+    sqs = boto3.client("sqs", region_name=REGION)
+    dlq_url = stack.resources["EndedDLQ"]
+    deadline = time.monotonic() + 5
+    found: list[Any] = []
+    while not found and time.monotonic() < deadline:
+        messages = sqs.receive_message(
+            QueueUrl=dlq_url, MessageAttributeNames=["All"], MaxNumberOfMessages=10
+        ).get("Messages", [])
+        found = [m for m in messages if json.loads(m["Body"])["detail"]["executionArn"] == arn]
+    assert len(attempts) == 3  # the first invoke and Lambda's two retries
+    (message,) = found
+    assert json.loads(message["Body"]) == attempts[0]
+    assert "handler failed" in message["MessageAttributes"]["ErrorMessage"]["StringValue"]
