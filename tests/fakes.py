@@ -11,8 +11,17 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from jobrelay.errors import JobClaimed
-from jobrelay.models import OutcomeEvent, TrackerState, execution_name
-from jobrelay.ports import DeadLetterQueue, JobLedger, LedgerEntry, OutcomePublisher, TrackerStarter
+from jobrelay.models import MAX_GENERATION, OutcomeEvent, TrackerState, execution_name
+from jobrelay.ports import (
+    CancelRecord,
+    DeadLetterQueue,
+    JobLedger,
+    LedgerEntry,
+    OutcomePublisher,
+    TrackerControl,
+    TrackerExecution,
+    TrackerStarter,
+)
 
 MACHINE = "arn:aws:states:us-east-1:123456789012:stateMachine:JobTracker"
 
@@ -21,6 +30,21 @@ class MemoryLedger:
     def __init__(self) -> None:
         self.entries: dict[str, LedgerEntry] = {}
         self.claims: dict[tuple[str, str], str] = {}
+        self.cancels: dict[str, CancelRecord] = {}
+
+    def entry(self, request_id: str) -> LedgerEntry | None:
+        return self.entries.get(request_id)
+
+    def record_cancel(self, cancel: CancelRecord) -> tuple[CancelRecord, bool]:
+        kept = self.cancels.setdefault(cancel.request_id, cancel)
+        return kept, kept is cancel
+
+    def cancel_of(self, request_id: str) -> CancelRecord | None:
+        return self.cancels.get(request_id)
+
+    def record_outcome(self, request_id: str, *, event_type: str, event_id: str) -> None:
+        entry = self.entries.get(request_id) or LedgerEntry(request_id, None, {}, None, None)
+        self.entries[request_id] = replace(entry, outcome_type=event_type, outcome_id=event_id)
 
     def get(self, request_id: str) -> LedgerEntry | None:
         return self.entries.get(request_id)
@@ -64,6 +88,8 @@ class MemoryStarter:
         self.state_machine_arn = state_machine_arn
         self.inputs: dict[str, str] = {}
         self.started: list[TrackerState] = []
+        self.statuses: dict[str, str] = {}
+        self.stops: list[tuple[str, str, str]] = []
 
     def execution_arn(self, name: str) -> str:
         prefix, _, machine = self.state_machine_arn.partition(":stateMachine:")
@@ -76,7 +102,27 @@ class MemoryStarter:
             return self.execution_arn(name), False
         self.inputs[name] = document
         self.started.append(state)
+        self.statuses[self.execution_arn(name)] = "RUNNING"
         return self.execution_arn(name), True
+
+    def current(self, request_id: str) -> TrackerExecution | None:
+        found = None
+        for generation in range(MAX_GENERATION + 1):
+            arn = self.execution_arn(execution_name(request_id, generation))
+            if arn not in self.statuses:
+                return found
+            found = TrackerExecution(arn, generation, self.statuses[arn])
+        return found
+
+    def stop(self, execution_arn: str, *, error: str, cause: str) -> bool:
+        if self.statuses.get(execution_arn) != "RUNNING":
+            return False
+        self.statuses[execution_arn] = "ABORTED"
+        self.stops.append((execution_arn, error, cause))
+        return True
+
+    def input_of(self, execution_arn: str) -> str:
+        return self.inputs[execution_arn.rsplit(":", 1)[1]]
 
 
 class MemoryDeadLetters:
@@ -92,4 +138,5 @@ class MemoryDeadLetters:
 _ledger: JobLedger = MemoryLedger()
 _publisher: OutcomePublisher = MemoryPublisher()
 _starter: TrackerStarter = MemoryStarter()
+_trackers: TrackerControl = MemoryStarter()
 _dead_letters: DeadLetterQueue = MemoryDeadLetters()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from jobrelay.models import TrackerState
+from jobrelay.models import OutcomeTask
 from jobrelay.observability import capture_lambda_handler, logger
 from jobrelay.wiring import publish_outcome_service
 
@@ -19,6 +19,6 @@ if TYPE_CHECKING:
 @logger.inject_lambda_context
 @capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    state = TrackerState.model_validate(event)
+    state = OutcomeTask.model_validate(event).state()
     logger.append_keys(request_id=state.job.request_id, provider=state.job.provider)
     return publish_outcome_service().publish(state, context)

@@ -20,7 +20,7 @@ DEFINITION = ROOT / "statemachine" / "job_tracker.asl.json"
 # Variables the functions' runtime and libraries read, not jobrelay's settings.
 RUNTIME_VARIABLES = ("POWERTOOLS_", "PYDANTIC_")
 # The functions that reach providers: they need each provider's variables and its secret.
-PROVIDER_FUNCTIONS = ("CreateJobFunction", "PollJobStatusFunction")
+PROVIDER_FUNCTIONS = ("CreateJobFunction", "PollJobStatusFunction", "TrackerEndedFunction")
 
 
 def _template() -> dict[str, Any]:
@@ -134,5 +134,5 @@ def test_a_missing_or_malformed_variable_fails_with_its_name():
         read_settings(Settings, {"POLL_INTERVAL_SECONDS": "soon"})
     assert "POLL_INTERVAL_SECONDS" in str(malformed.value)
     with pytest.raises(ConfigurationError) as no_provider:
-        read_settings(FUNCTION_SETTINGS["PollJobStatusFunction"], {})
+        read_settings(FUNCTION_SETTINGS["PollJobStatusFunction"], {"IDEMPOTENCY_TABLE": "t"})
     assert all(entry.base_url_env in str(no_provider.value) for entry in REGISTRY.values())

@@ -323,6 +323,7 @@ def creator_for(provider: Provider) -> tuple[JobCreator, MemoryStarter]:
         starter=starter,
         dead_letters=MemoryDeadLetters(),
         ledger=MemoryLedger(),
+        trackers=starter,
     )
     return creator, starter
 

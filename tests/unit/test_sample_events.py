@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from jobrelay.creation import parse_request
 from jobrelay.errors import RequestInvalid
-from jobrelay.models import TrackerState
+from jobrelay.models import OutcomeTask, TrackerState
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 
@@ -20,9 +20,10 @@ def test_sqs_sample_events_carry_valid_requests(name):
     assert request.provider == name
 
 
-def test_tracker_task_samples_are_tracker_states():
-    for name in ("poll-job-status.json", "publish-outcome.json"):
-        TrackerState.model_validate(json.loads((EVENTS / name).read_text()))
+def test_tracker_task_samples_are_what_the_tasks_receive():
+    TrackerState.model_validate(json.loads((EVENTS / "poll-job-status.json").read_text()))
+    task = OutcomeTask.model_validate(json.loads((EVENTS / "publish-outcome.json").read_text()))
+    assert task.state().execution_arn == task.execution_arn
 
 
 def test_demo_requests_are_valid_except_the_one_meant_to_be_rejected():

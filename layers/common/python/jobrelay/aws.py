@@ -21,8 +21,8 @@ from botocore.exceptions import ClientError
 
 from jobrelay.errors import JobClaimed
 from jobrelay.events import message_attributes
-from jobrelay.models import OutcomeEvent, TrackerState, execution_name
-from jobrelay.ports import LedgerEntry
+from jobrelay.models import MAX_GENERATION, OutcomeEvent, TrackerState, execution_name
+from jobrelay.ports import CancelRecord, LedgerEntry, TrackerExecution
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -121,6 +121,31 @@ class StepFunctionsTrackerStarter:
             raise
         return response["executionArn"], True
 
+    def current(self, request_id: str) -> TrackerExecution | None:
+        """The latest generation: each one that continued as new started the next under the
+        next name, so the first name that does not exist ends the walk (one describe per
+        generation; a generation is 500 poll rounds)."""
+        found: TrackerExecution | None = None
+        for generation in range(MAX_GENERATION + 1):
+            arn = self.execution_arn(execution_name(request_id, generation))
+            try:
+                status = self.client.describe_execution(executionArn=arn)["status"]
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") == "ExecutionDoesNotExist":
+                    return found
+                raise
+            found = TrackerExecution(arn=arn, generation=generation, status=status)
+        return found
+
+    def stop(self, execution_arn: str, *, error: str, cause: str) -> bool:
+        if self.client.describe_execution(executionArn=execution_arn)["status"] != "RUNNING":
+            return False
+        self.client.stop_execution(executionArn=execution_arn, error=error, cause=cause[:32768])
+        return True
+
+    def input_of(self, execution_arn: str) -> str:
+        return str(self.client.describe_execution(executionArn=execution_arn)["input"])
+
 
 class SqsDeadLetterQueue:
     """Copies refused messages to the DLQ with the reason as message attributes."""
@@ -160,6 +185,7 @@ class DynamoJobLedger:
 
     KEY_PREFIX = "ledger#"
     CLAIM_PREFIX = "claim#"
+    CANCEL_PREFIX = "cancel#"
 
     def __init__(self, table_name: str, ttl_seconds: int, client: DynamoDBClient | None = None):
         self.table_name = table_name
@@ -209,6 +235,79 @@ class DynamoJobLedger:
             locator=json.loads(text("locator") or "{}"),
             create_attempted_at=when("create_attempted_at"),
             created_at=when("created_at"),
+            outcome_type=text("outcome_type"),
+            outcome_id=text("outcome_id"),
+        )
+
+    def entry(self, request_id: str) -> LedgerEntry | None:
+        item = self.client.get_item(
+            TableName=self.table_name, Key=self._key(request_id), ConsistentRead=True
+        ).get("Item")
+        return self._entry(request_id, item) if item else None
+
+    def _cancel_key(self, request_id: str) -> dict[str, Any]:
+        return {"id": {"S": self.CANCEL_PREFIX + request_id}}
+
+    @staticmethod
+    def _cancel(request_id: str, item: Mapping[str, Any]) -> CancelRecord:
+        reason = item.get("reason", {}).get("S")
+        return CancelRecord(
+            request_id=request_id,
+            reason=str(reason) if reason is not None else None,
+            requested_by=str(item["requested_by"]["S"]),
+            requested_at=datetime.fromisoformat(str(item["requested_at"]["S"])),
+        )
+
+    def record_cancel(self, cancel: CancelRecord) -> tuple[CancelRecord, bool]:
+        """Written once (a cancel delivered twice is one cancel): the first one is kept."""
+        item: dict[str, Any] = {
+            **self._cancel_key(cancel.request_id),
+            "requested_by": {"S": cancel.requested_by},
+            "requested_at": {"S": cancel.requested_at.isoformat()},
+            "expiration": {"N": self._expiration()},
+        }
+        if cancel.reason is not None:
+            item["reason"] = {"S": cancel.reason}
+        try:
+            self.client.put_item(
+                TableName=self.table_name,
+                Item=item,
+                ConditionExpression="attribute_not_exists(id)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            answer: dict[str, Any] = dict(exc.response)
+            if answer.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            kept = answer.get("Item") or self.client.get_item(
+                TableName=self.table_name, Key=self._cancel_key(cancel.request_id)
+            ).get("Item", {})
+            return self._cancel(cancel.request_id, kept), False
+        return cancel, True
+
+    def cancel_of(self, request_id: str) -> CancelRecord | None:
+        item = self.client.get_item(
+            TableName=self.table_name, Key=self._cancel_key(request_id), ConsistentRead=True
+        ).get("Item")
+        return self._cancel(request_id, item) if item else None
+
+    def record_outcome(self, request_id: str, *, event_type: str, event_id: str) -> None:
+        self.client.update_item(
+            TableName=self.table_name,
+            Key=self._key(request_id),
+            UpdateExpression="SET #type = :type, #id = :id, #at = :at, #exp = :exp",
+            ExpressionAttributeNames={
+                "#type": "outcome_type",
+                "#id": "outcome_id",
+                "#at": "outcome_at",
+                "#exp": "expiration",
+            },
+            ExpressionAttributeValues={
+                ":type": {"S": event_type},
+                ":id": {"S": event_id},
+                ":at": {"S": datetime.now(UTC).isoformat()},
+                ":exp": {"N": self._expiration()},
+            },
         )
 
     def _expiration(self) -> str:

@@ -17,10 +17,11 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from jobrelay.errors import FieldProblem, JobClaimed, ProviderRejected, RequestInvalid
-from jobrelay.events import rejected_event, validated_event
+from jobrelay.events import cancel_details, cancelled_event, rejected_event, validated_event
 from jobrelay.models import (
     METADATA_ADAPTER,
     REQUEST_ID_ADAPTER,
+    CancelRequest,
     JobRef,
     JobStatus,
     LazyModel,
@@ -29,7 +30,14 @@ from jobrelay.models import (
     TrackerState,
 )
 from jobrelay.observability import count_job, logger
-from jobrelay.ports import DeadLetterQueue, JobLedger, OutcomePublisher, TrackerStarter
+from jobrelay.ports import (
+    CancelRecord,
+    DeadLetterQueue,
+    JobLedger,
+    OutcomePublisher,
+    TrackerControl,
+    TrackerStarter,
+)
 from jobrelay.providers.base import CreatedJob, Provider
 from jobrelay.registry import JOB_REQUEST_ADAPTER, PROVIDER_NAMES, JobRequest
 from jobrelay.settings import Settings
@@ -43,19 +51,26 @@ MAX_EVENT_PROBLEMS = 50
 
 
 class QueueMessage(LazyModel):
-    """One SQS record as CreateJob sees it; `request_key` is the idempotency key."""
+    """One SQS record as CreateJob sees it; `request_key` is the idempotency key, `sender`
+    the SQS sender id (who asked, for a cancel that does not say)."""
 
     message_id: str
     body: str
     request_key: str
+    sender: str | None = None
 
     @classmethod
-    def from_record(cls, message_id: str, body: str) -> QueueMessage:
-        return cls(message_id=message_id, body=body, request_key=request_key(message_id, body))
+    def from_record(cls, message_id: str, body: str, sender: str | None = None) -> QueueMessage:
+        return cls(
+            message_id=message_id,
+            body=body,
+            request_key=request_key(message_id, body),
+            sender=sender,
+        )
 
 
 class CreateResult(LazyModel):
-    outcome: Literal["created", "rejected", "validated"]
+    outcome: Literal["created", "rejected", "validated", "cancelled", "cancel_recorded"]
     request_id: str
     provider: str | None = None
     remote_job_id: str | None = None
@@ -65,16 +80,31 @@ class CreateResult(LazyModel):
 
 
 def request_key(message_id: str, body: str) -> str:
-    """The request's id when the body carries a well-formed one, else the SQS message id."""
-    candidate = _loose_body(body).get("request_id")
+    """The request's id when the body carries a well-formed one, else the SQS message id. A
+    cancel is a message of its own: `cancel:<request id>`, so it never shares its request's
+    idempotency record."""
+    loose = _loose_body(body)
     try:
-        return REQUEST_ID_ADAPTER.validate_python(candidate, strict=True)
+        request_id = REQUEST_ID_ADAPTER.validate_python(loose.get("request_id"), strict=True)
     except ValidationError:
         return message_id
+    return f"cancel:{request_id}" if loose.get("action") == "cancel" else request_id
 
 
 def parse_request(body: str) -> JobRequest:
     """The body as a `JobRequest`, or `RequestInvalid` naming every offending field."""
+    message = parse_message(body)
+    if isinstance(message, CancelRequest):
+        raise RequestInvalid(
+            "a cancel is not a request",
+            [FieldProblem(field="action", message="expected 'create'", kind="literal_error")],
+        )
+    return message
+
+
+def parse_message(body: str) -> JobRequest | CancelRequest:
+    """The body as a create (`JobRequest`, `action` absent or `"create"`) or a cancel
+    (`CancelRequest`), or `RequestInvalid` naming every offending field."""
     try:
         # NaN and Infinity parse here and are refused by the models, field by field.
         raw: Any = json.loads(body)
@@ -91,6 +121,8 @@ def parse_request(body: str) -> JobRequest:
             [FieldProblem(field="body", message="expected an object", kind="type_error")],
         )
     try:
+        if raw.get("action") == "cancel":
+            return CancelRequest.model_validate(raw)
         return JOB_REQUEST_ADAPTER.validate_python(raw)
     except ValidationError as exc:
         problems = [
@@ -109,15 +141,23 @@ class JobCreator:
     starter: TrackerStarter
     dead_letters: DeadLetterQueue
     ledger: JobLedger
+    trackers: TrackerControl
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     def handle(self, message: QueueMessage) -> CreateResult:
+        # A malformed cancel is rejected under its own key (`cancel:<id>`), never as the
+        # outcome of the request it names.
         request_id = message.request_key
         provider_hint = _provider_hint(message.body)
         try:
-            request = parse_request(message.body)
+            request = parse_message(message.body)
+            if isinstance(request, CancelRequest):
+                return self._cancel(request, message)
             request_id = request.request_id or message.message_id
             logger.thread_safe_append_keys(request_id=request_id, provider=request.provider)
+            cancel = self.ledger.cancel_of(request_id)
+            if cancel is not None:
+                return self._cancelled_before_creation(request, request_id, cancel)
             # A provider whose params ask for a dry run (deepset's `dry_run`) validates only.
             if getattr(request.params, "dry_run", False):
                 return self._validate(request, request_id)
@@ -131,6 +171,54 @@ class JobCreator:
                 message, request_id, provider_hint, exc.code, exc.message, exc.problems
             )
 
+    def _cancel(self, request: CancelRequest, message: QueueMessage) -> CreateResult:
+        """Keep the cancel (a request arriving later is cancelled too) and stop the request's
+        tracker if it runs: its stop ends in the `cancelled` outcome (TrackerEnded), and a
+        tracker not yet started finds the cancel on its first poll."""
+        request_id = request.request_id
+        logger.thread_safe_append_keys(request_id=request_id, cancel=True)
+        asked = CancelRecord(
+            request_id=request_id,
+            reason=request.reason,
+            requested_by=request.requested_by or message.sender or "unknown",
+            requested_at=self.clock(),
+        )
+        cancel, new = self.ledger.record_cancel(asked)
+        entry = self.ledger.entry(request_id)
+        stopped: str | None = None
+        if entry is not None and entry.outcome_type is not None:
+            logger.info("cancel after the outcome: nothing changes", outcome=entry.outcome_type)
+        elif entry is not None and entry.remote_job_id is not None:
+            current = self.trackers.current(request_id)
+            cause = f"cancelled by {cancel.requested_by}" + (
+                f": {cancel.reason}" if cancel.reason else ""
+            )
+            if current is not None and self.trackers.stop(
+                current.arn, error="jobrelay.Cancelled", cause=cause
+            ):
+                stopped = current.arn
+        logger.info("cancel recorded", new=new, tracker_stopped=stopped)
+        return CreateResult(outcome="cancel_recorded", request_id=request_id, execution_arn=stopped)
+
+    def _cancelled_before_creation(
+        self, request: JobRequest, request_id: str, cancel: CancelRecord
+    ) -> CreateResult:
+        event = cancelled_event(
+            source=self.settings.event_source,
+            request_id=request_id,
+            provider=request.provider,
+            cancel=cancel_details(cancel),
+            metadata=request.metadata,
+            now=self.clock(),
+        )
+        self.publisher.publish(event)
+        self.ledger.record_outcome(request_id, event_type=event.type, event_id=event.id)
+        count_job("JobsCancelled", request.provider)
+        logger.info("request cancelled before creation", event_id=event.id)
+        return CreateResult(
+            outcome="cancelled", request_id=request_id, provider=request.provider, event_id=event.id
+        )
+
     def _validate(self, request: JobRequest, request_id: str) -> CreateResult:
         details = self.provider_for(request.provider).validate(request.params)
         event = validated_event(
@@ -142,6 +230,7 @@ class JobCreator:
             now=self.clock(),
         )
         self.publisher.publish(event)
+        self.ledger.record_outcome(request_id, event_type=event.type, event_id=event.id)
         count_job("JobsValidated", request.provider)
         logger.info("dry run validated", event_id=event.id)
         return CreateResult(
@@ -283,6 +372,7 @@ class JobCreator:
             source_id=message.message_id,
         )
         self.publisher.publish(event)
+        self.ledger.record_outcome(request_id, event_type=event.type, event_id=event.id)
         count_job("JobsRejected", provider)
         logger.warning("request rejected", error_code=code, reason=reason, event_id=event.id)
         return CreateResult(

@@ -22,6 +22,7 @@ from jobrelay.models import (
     OutcomeEvent,
     TrackerState,
 )
+from jobrelay.ports import CancelRecord
 
 EVENT_ID_NAMESPACE = uuid.UUID("6f1d3c1e-8a53-4f36-9b7e-3c1f8a0f2a11")
 
@@ -120,6 +121,56 @@ def validated_event(
     )
 
 
+def cancel_details(cancel: CancelRecord) -> dict[str, Any]:
+    """Who asked to cancel, why and when, as the outcome event carries it."""
+    return {
+        "requested_by": cancel.requested_by,
+        "reason": cancel.reason,
+        "requested_at": cancel.requested_at.isoformat(),
+    }
+
+
+def console_link(execution_arn: str) -> str:
+    """The AWS console page of a tracker execution (its history: every poll and wait)."""
+    region = execution_arn.split(":")[3]
+    return (
+        f"https://{region}.console.aws.amazon.com/states/home?region={region}"
+        f"#/v2/executions/details/{execution_arn}"
+    )
+
+
+def cancelled_event(
+    *,
+    source: str,
+    request_id: str,
+    provider: str,
+    cancel: dict[str, Any],
+    metadata: dict[str, MetadataValue],
+    now: datetime | None = None,
+) -> OutcomeEvent:
+    """A request cancelled before any job was created for it: none ever will be."""
+    data = OutcomeData(
+        request_id=request_id,
+        provider=provider,
+        status=JobStatus.CANCELLED,
+        finished_at=now or datetime.now(UTC),
+        error=ErrorInfo(
+            code="CANCELLED",
+            message=f"cancelled by {cancel['requested_by']} before a job was created"
+            + (f": {cancel['reason']}" if cancel.get("reason") else ""),
+        ),
+        details={"cancel": cancel, "cancelled_remotely": False, "job_created": False},
+        metadata=metadata,
+    )
+    return _event(
+        source=source,
+        event_type="jobrelay.job.cancelled",
+        provider=provider,
+        subject_id=f"request/{request_id}",
+        data=data,
+    )
+
+
 def tracking_error(error: dict[str, Any]) -> ErrorInfo:
     """A Step Functions Catch result (`{"Error", "Cause"}`) as the event's error."""
     name = str(error.get("Error") or "States.TaskFailed")
@@ -176,6 +227,7 @@ def outcome_event(state: TrackerState, *, source: str, now: datetime | None = No
         error=error,
         details=details,
         metadata=job.metadata,
+        links={"execution": console_link(state.execution_arn)} if state.execution_arn else {},
     )
     return _event(
         source=source,

@@ -164,11 +164,27 @@ class RequestBase(Contract):
     `params` to its own model; the union of them is built from the provider registry
     (`jobrelay.registry.JobRequest`)."""
 
+    action: Literal["create"] | None = Field(
+        default=None, description="A create may say so; a message without `action` is one."
+    )
     request_id: RequestId | None = None
     tracking: Tracking = Field(default_factory=Tracking)
     metadata: Metadata = Field(default_factory=dict)
     provider: str
     params: Contract
+
+
+class CancelRequest(Contract):
+    """Cancel a request wherever it is: not yet created (no job is ever created), tracked (the
+    job is stopped where the provider can), or ended (nothing changes). Sent on the same queue
+    as creates; the request still ends in exactly one outcome, `cancelled`."""
+
+    action: Literal["cancel"]
+    request_id: RequestId
+    reason: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    requested_by: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = Field(
+        default=None, description="Who asks (default: the queue message's sender)."
+    )
 
 
 REQUEST_ID_ADAPTER: TypeAdapter[str] = TypeAdapter(RequestId, config=LAZY)
@@ -276,6 +292,19 @@ class TrackerState(LazyModel):
     poll: PollResult
     error: dict[str, Any] | None = None
     action: Literal["poll", "cancel", "outage", "continue"] | None = None
+    execution_arn: str | None = Field(
+        default=None, description="The tracker execution publishing (`$$.Execution.Id`)."
+    )
+
+
+class OutcomeTask(LazyModel):
+    """PublishOutcome's input: the tracker's final document and the execution publishing."""
+
+    document: TrackerState
+    execution_arn: str
+
+    def state(self) -> TrackerState:
+        return self.document.model_copy(update={"execution_arn": self.execution_arn})
 
 
 def execution_name(request_id: str, generation: int = 0) -> str:
@@ -317,6 +346,10 @@ class OutcomeData(LazyModel):
     error: ErrorInfo | None = None
     details: dict[str, Any] = Field(default_factory=dict)
     metadata: dict[str, MetadataValue] = Field(default_factory=dict)
+    links: dict[str, str] = Field(
+        default_factory=dict,
+        description="Where to look further: `execution`, the tracker's console page.",
+    )
 
 
 class OutcomeEvent(LazyModel):

@@ -11,7 +11,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from jobrelay.events import outcome_event
 from jobrelay.models import LazyModel, TrackerState
 from jobrelay.observability import OUTCOME_METRICS, count_job, logger, record_metric
-from jobrelay.ports import OutcomePublisher
+from jobrelay.ports import JobLedger, OutcomePublisher
 
 
 class PublishResult(LazyModel):
@@ -25,11 +25,17 @@ class PublishResult(LazyModel):
 class OutcomeReporter:
     publisher: OutcomePublisher
     source: str
+    # Where the request's outcome is noted once published (status and cancels read it).
+    ledger: JobLedger | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     def publish(self, state: TrackerState) -> PublishResult:
         event = outcome_event(state, source=self.source, now=self.clock())
         message_id = self.publisher.publish(event)
+        if self.ledger is not None:
+            self.ledger.record_outcome(
+                state.job.request_id, event_type=event.type, event_id=event.id
+            )
         count_job(OUTCOME_METRICS[str(event.data.status)], event.data.provider)
         if event.data.duration_seconds is not None:
             record_metric(

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from jobrelay.errors import JobNotFound, ProviderProtocolError, ProviderUnavailable
+from jobrelay.events import cancel_details
 from jobrelay.models import (
     ROUNDS_PER_EXECUTION,
     ErrorInfo,
@@ -25,7 +26,7 @@ from jobrelay.models import (
 )
 from jobrelay.observability import logger
 from jobrelay.poll_policy import JobHints, PollDecision, PollPolicy
-from jobrelay.ports import TrackerStarter
+from jobrelay.ports import CancelRecord, TrackerStarter
 from jobrelay.providers.base import Provider
 from jobrelay.providers.pool import ProviderPool
 from jobrelay.settings import PollJobStatusSettings, Settings
@@ -95,9 +96,16 @@ class JobPoller:
     policy: PollPolicy = field(default_factory=PollPolicy)
     rounds_per_execution: int = ROUNDS_PER_EXECUTION
     draw: Callable[[], float] = random.random
+    # The cancel asked for a request, read once a round (a cancel that arrived while the
+    # create was in flight, before there was an execution to stop, is found here).
+    cancel_of: Callable[[str], CancelRecord | None] = lambda request_id: None
 
     def poll(self, state: TrackerState) -> TrackerState:
-        """One round: GET the job, decide the next wait, and whether to continue anew."""
+        """One round: GET the job, decide the next wait, and whether to continue anew; or,
+        when a cancel was asked for the request, end it (`cancelled`)."""
+        cancel = self.cancel_of(state.job.request_id)
+        if cancel is not None:
+            return self.cancelled(state, cancel)
         return self._continued(self._poll(state))
 
     def outage(self, state: TrackerState) -> TrackerState:
@@ -243,37 +251,95 @@ class JobPoller:
         return {"execution_arn": arn, "started": started}
 
     def cancel(self, state: TrackerState) -> TrackerState:
-        """At the deadline: report the job's own end if it just ended, else stop it remotely.
-
-        A stop whose answer was lost (a timeout, a 5xx) or that was refused may well have
-        stopped the job (a stop that timed out and was sent again finds the job no longer
-        running): the job is looked at before anything is reported, and the event says
-        what the provider shows, the job stopped or ended on its own. A job still running
-        after a lost answer raises the error, and the definition retries the cancel step.
-        """
-        job = state.job
-        provider = self.provider_for(job.provider)
+        """At the deadline: report the job's own end if it just ended, else stop it remotely
+        and end `timed_out`."""
         polled = self._poll(state)
         if polled.poll.terminal:
             return polled
         if polled.poll.details.get("retry_pending"):
             return _failed_awaiting_retry(polled)
+        return self._stop(polled, Ending(JobStatus.TIMED_OUT, deadline_passed=True))
+
+    def cancelled(self, state: TrackerState, cancel: CancelRecord) -> TrackerState:
+        """Someone asked to cancel the request: report the job's own end if it has ended,
+        else stop it where the provider can and end `cancelled`, saying who asked and why.
+
+        The request stops being tracked whatever the provider answers: a provider that
+        cannot be reached, or has no cancel, leaves a job that may still run, and the event
+        says so (`cancelled_remotely: false`).
+        """
+        ending = Ending(JobStatus.CANCELLED, details={"cancel": cancel_details(cancel)})
+        try:
+            polled = self._poll(state)
+        except (ProviderUnavailable, ProviderProtocolError) as exc:
+            logger.warning("job unreadable at its cancel", error=exc.message)
+            return _ended(state, ending, cancelled=False, cancel_error=exc.message)
+        if polled.poll.terminal:
+            return polled
+        return self._stop(polled, ending)
+
+    def tracker_failed(self, state: TrackerState, *, status: str, cause: str) -> TrackerState:
+        """A tracker execution that failed or timed out before publishing ends `failed`: the
+        job is looked at once, and its own end is reported if it has one. The job is left
+        running (jobrelay's failure is no reason to stop someone's job), and the event says
+        it may still run."""
+        try:
+            polled = self._poll(state)
+        except (ProviderUnavailable, ProviderProtocolError) as exc:
+            logger.warning("job unreadable after its tracker failed", error=exc.message)
+        else:
+            if polled.poll.terminal:
+                return polled
+            state = polled
+        poll = state.poll.model_copy(
+            update={
+                "status": JobStatus.FAILED,
+                "terminal": True,
+                "next_poll_seconds": 0,
+                "error": ErrorInfo(
+                    code=f"TRACKER_{status}",
+                    message=(cause or f"the tracker execution ended {status}")[:1000],
+                ),
+                "details": {
+                    **state.poll.details,
+                    "tracker_status": status,
+                    "remote_job_may_still_run": True,
+                },
+            }
+        )
+        logger.warning("tracker ended without an outcome", tracker_status=status)
+        return TrackerState(job=state.job, poll=poll)
+
+    def _stop(self, polled: TrackerState, ending: Ending) -> TrackerState:
+        """Stop the job where the provider can, and end as `ending` says.
+
+        A stop whose answer was lost (a timeout, a 5xx) or that was refused may well have
+        stopped the job (a stop that timed out and was sent again finds the job no longer
+        running): the job is looked at before anything is reported, and the event says
+        what the provider shows, the job stopped or ended on its own. At the deadline, a job
+        still running after a lost answer raises the error, and the definition retries the
+        cancel step; a cancel asked for ends tracking with what is known.
+        """
+        job = polled.job
+        provider = self.provider_for(job.provider)
         if not provider.can_cancel:
-            return _timed_out(polled, cancelled=False)
+            return _ended(polled, ending, cancelled=False)
         try:
             acknowledged = provider.cancel(job)
         except (ProviderUnavailable, ProviderProtocolError) as exc:
             seen = self._look(provider, job)
-            if seen is None or not seen.status.terminal:
+            if seen is not None and seen.status.terminal:
+                logger.warning("stop answer lost; the job has ended", error=exc.message)
+                return _after_stop(polled, seen, ending, answer="lost")
+            if ending.deadline_passed:
                 raise
-            logger.warning("stop answer lost; the job has ended", error=exc.message)
-            return _after_stop(polled, seen, answer="lost")
+            return _ended(polled, ending, cancelled=False, cancel_error=exc.message)
         if acknowledged:
-            return _timed_out(polled, cancelled=True, stopped_by="jobrelay")
+            return _ended(polled, ending, cancelled=True, stopped_by="jobrelay")
         seen = self._look(provider, job)
         if seen is not None and seen.status.terminal:
-            return _after_stop(polled, seen, answer="refused")
-        return _timed_out(polled, cancelled=False)
+            return _after_stop(polled, seen, ending, answer="refused")
+        return _ended(polled, ending, cancelled=False)
 
     def _look(self, provider: Provider, job: JobRef) -> StatusReport | None:
         """The job after a stop that was not acknowledged; None when it cannot be read."""
@@ -284,24 +350,40 @@ class JobPoller:
             return None
 
 
-def _timed_out(polled: TrackerState, *, cancelled: bool, **details: Any) -> TrackerState:
+@dataclass(frozen=True)
+class Ending:
+    """How a stopped job's tracking ends: at its deadline (`timed_out`) or because someone
+    asked (`cancelled`), with what the event adds."""
+
+    status: JobStatus
+    deadline_passed: bool = False
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def _ended(
+    polled: TrackerState, ending: Ending, *, cancelled: bool, **details: Any
+) -> TrackerState:
     poll = polled.poll
-    logger.info("deadline passed", cancelled_remotely=cancelled, **details)
+    logger.info(
+        "tracking ended by a stop", status=ending.status, cancelled_remotely=cancelled, **details
+    )
     result = poll.model_copy(
         update={
-            "status": JobStatus.TIMED_OUT,
+            "status": ending.status,
             "terminal": True,
-            "deadline_passed": True,
+            "deadline_passed": ending.deadline_passed,
             "next_poll_seconds": 0,
             "cancelled_remotely": cancelled,
-            "details": {**poll.details, **details},
+            "details": {**poll.details, **ending.details, **details},
         }
     )
     return TrackerState(job=polled.job, poll=result)
 
 
-def _after_stop(polled: TrackerState, seen: StatusReport, *, answer: str) -> TrackerState:
-    """The deadline's outcome from the job as it shows after an unacknowledged stop.
+def _after_stop(
+    polled: TrackerState, seen: StatusReport, ending: Ending, *, answer: str
+) -> TrackerState:
+    """The outcome from the job as it shows after an unacknowledged stop.
 
     Found stopped: the stop took effect (jobrelay asked; the answer was lost, or the retry
     of a stop whose answer was lost was refused because the job no longer ran). Found
@@ -313,8 +395,8 @@ def _after_stop(polled: TrackerState, seen: StatusReport, *, answer: str) -> Tra
         stopped = polled.poll.model_copy(
             update={"raw_status": seen.raw_status, "details": details, "error": None}
         )
-        return _timed_out(
-            TrackerState(job=polled.job, poll=stopped), cancelled=True, stop_answer=answer
+        return _ended(
+            TrackerState(job=polled.job, poll=stopped), ending, cancelled=True, stop_answer=answer
         )
     result = polled.poll.model_copy(
         update={
@@ -358,6 +440,7 @@ class PollService:
     settings: PollJobStatusSettings
     policy: PollPolicy
     starter_for: Callable[[str], TrackerStarter]
+    cancel_of: Callable[[str], CancelRecord | None]
 
     def _run(
         self, step: Callable[[JobPoller, TrackerState], TrackerState], state: TrackerState
@@ -367,6 +450,7 @@ class PollService:
                 provider_for=pool,
                 policy=self.policy,
                 rounds_per_execution=self.settings.rounds_per_execution,
+                cancel_of=self.cancel_of,
             )
             result = step(poller, state)
         return result.model_dump(mode="json", exclude={"action", "error"})

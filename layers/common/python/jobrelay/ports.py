@@ -39,6 +39,28 @@ class LedgerEntry:
     locator: dict[str, str]
     create_attempted_at: datetime | None
     created_at: datetime | None
+    outcome_type: str | None = None
+    outcome_id: str | None = None
+
+
+@dataclass(frozen=True)
+class CancelRecord:
+    """A cancel asked for a request: kept for the retention window (the ledger's TTL), so a
+    request that arrives after its cancel is cancelled too."""
+
+    request_id: str
+    reason: str | None
+    requested_by: str
+    requested_at: datetime
+
+
+@dataclass(frozen=True)
+class TrackerExecution:
+    """One tracker execution of a request: its ARN, generation and Step Functions status."""
+
+    arn: str
+    generation: int
+    status: str
 
 
 class JobLedger(Protocol):
@@ -54,4 +76,36 @@ class JobLedger(Protocol):
     ) -> None:
         """Claim the remote job for the request (`JobClaimed` if another holds it), then
         record it as the request's job."""
+        ...
+
+    def entry(self, request_id: str) -> LedgerEntry | None:
+        """What the ledger holds for the request, if anything."""
+        ...
+
+    def record_cancel(self, cancel: CancelRecord) -> tuple[CancelRecord, bool]:
+        """Keep the request's cancel; answers the one kept (the first) and whether it is new."""
+        ...
+
+    def cancel_of(self, request_id: str) -> CancelRecord | None:
+        """The cancel asked for the request, if any."""
+        ...
+
+    def record_outcome(self, request_id: str, *, event_type: str, event_id: str) -> None:
+        """Note the request's published outcome (status and steering read it)."""
+        ...
+
+
+class TrackerControl(Protocol):
+    """Finds and stops a request's tracker execution."""
+
+    def current(self, request_id: str) -> TrackerExecution | None:
+        """The request's latest tracker execution (generations continue as new), if any."""
+        ...
+
+    def stop(self, execution_arn: str, *, error: str, cause: str) -> bool:
+        """Stop it; False when it had already ended."""
+        ...
+
+    def input_of(self, execution_arn: str) -> str:
+        """The execution's input document (JSON)."""
         ...

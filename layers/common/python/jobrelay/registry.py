@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import Field, TypeAdapter, create_model
 
-from jobrelay.models import LAZY, RequestBase
+from jobrelay.models import LAZY, CancelRequest, RequestBase
 from jobrelay.providers.base import Provider
 from jobrelay.providers.deepset import DeepsetProvider
 from jobrelay.providers.matatika import MatatikaProvider
@@ -84,3 +84,8 @@ else:
         Field(discriminator="provider"),
     ]
 JOB_REQUEST_ADAPTER: TypeAdapter[RequestBase] = TypeAdapter(JobRequest, config=LAZY)
+# What the queue takes: a create of any provider, or a cancel (the JSON Schema of both).
+QUEUE_MESSAGE_ADAPTER: TypeAdapter[Any] = TypeAdapter(
+    Union[JobRequest, CancelRequest],  # noqa: UP007 - JobRequest is built at run time
+    config=LAZY,
+)

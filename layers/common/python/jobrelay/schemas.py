@@ -11,13 +11,18 @@ from pathlib import Path
 from typing import Any
 
 from jobrelay.models import OutcomeEvent
-from jobrelay.registry import JOB_REQUEST_ADAPTER
+from jobrelay.registry import QUEUE_MESSAGE_ADAPTER
 
 
 def schemas() -> dict[str, dict[str, Any]]:
-    request = JOB_REQUEST_ADAPTER.json_schema()
+    request = QUEUE_MESSAGE_ADAPTER.json_schema()
     request.update(
-        {"title": "JobRequest", "$schema": "https://json-schema.org/draft/2020-12/schema"}
+        {
+            "title": "JobRequest",
+            "description": "A message on the JobRequests queue: a create (one of the "
+            "providers' requests, `action` absent or `create`) or a cancel (`action: cancel`).",
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+        }
     )
     event = OutcomeEvent.model_json_schema()
     event.update(

@@ -123,11 +123,22 @@ class CreateJobSettings(_NeedsProviders):
 
 
 class PollJobStatusSettings(_NeedsProviders):
-    """PollJobStatus reaches providers; the state machine passes its own ARN in the event."""
+    """PollJobStatus reaches providers and reads a request's cancel from the job ledger; the
+    state machine passes its own ARN in the event."""
+
+    idempotency_table: Required
 
 
 class PublishOutcomeSettings(Settings):
     """PublishOutcome publishes once per request (idempotency records in the table)."""
+
+    events_topic_arn: Required
+    idempotency_table: Required
+
+
+class TrackerEndedSettings(_NeedsProviders):
+    """TrackerEnded cancels at the provider and publishes through PublishOutcome's
+    idempotency records; the state machine's ARN comes in each event."""
 
     events_topic_arn: Required
     idempotency_table: Required
@@ -138,6 +149,7 @@ FUNCTION_SETTINGS: dict[str, type[Settings]] = {
     "CreateJobFunction": CreateJobSettings,
     "PollJobStatusFunction": PollJobStatusSettings,
     "PublishOutcomeFunction": PublishOutcomeSettings,
+    "TrackerEndedFunction": TrackerEndedSettings,
 }
 
 S = TypeVar("S", bound=Settings)

@@ -30,6 +30,11 @@ if TYPE_CHECKING:
     from jobrelay.outcome import OutcomeReporter, PublishResult
     from jobrelay.polling import PollService
     from jobrelay.providers.pool import ProviderPool
+    from jobrelay.tracker_ended import TrackerEndedService
+
+
+# The idempotency key of a request's outcome: `jobrelay.outcome#<hash of the request id>`.
+OUTCOME_KEY_PREFIX = "jobrelay.outcome"
 
 
 def _create(creator: JobCreator, *, message: QueueMessage) -> CreateResult:
@@ -90,6 +95,7 @@ def create_job_service() -> CreateJobService:
             starter=aws.get_tracker_starter(current.state_machine_arn),
             dead_letters=aws.get_dead_letter_queue(current.dlq_url),
             ledger=aws.get_ledger(current.idempotency_table, current.idempotency_ttl_seconds),
+            trackers=aws.get_tracker_starter(current.state_machine_arn),
         )
 
     return CreateJobService(
@@ -129,9 +135,15 @@ def publish_outcome_service() -> PublishOutcomeService:
         config=config,
         persistence_store=persistence,
         output_serializer=PydanticSerializer(model=PublishResult),
+        # One record per request whichever function publishes (PublishOutcome, or
+        # TrackerEnded for a tracker that stopped first): without a prefix of its own the
+        # key would carry each function's name, and both could publish.
+        key_prefix=OUTCOME_KEY_PREFIX,
     )(_publish)
     reporter = OutcomeReporter(
-        publisher=aws.get_publisher(current.events_topic_arn), source=current.event_source
+        publisher=aws.get_publisher(current.events_topic_arn),
+        source=current.event_source,
+        ledger=aws.get_ledger(current.idempotency_table, current.idempotency_ttl_seconds),
     )
     return PublishOutcomeService(config=config, publish_once=publish_once, reporter=reporter)
 
@@ -143,10 +155,27 @@ def poll_job_status_service() -> PollService:
     from jobrelay.polling import PollService, default_policy
 
     current = settings.get_settings(settings.PollJobStatusSettings)
+    ledger = aws.get_ledger(current.idempotency_table, current.idempotency_ttl_seconds)
     return PollService(
         settings=current,
         policy=default_policy(current),
         starter_for=aws.get_tracker_starter,
+        cancel_of=ledger.cancel_of,
+    )
+
+
+@lru_cache(maxsize=1)
+def tracker_ended_service() -> TrackerEndedService:
+    """TrackerEnded: a stopped, failed or timed-out tracker's request ends in its outcome,
+    published through PublishOutcome's idempotency (never a second event)."""
+    from jobrelay.tracker_ended import TrackerEndedService
+
+    current = settings.get_settings(settings.TrackerEndedSettings)
+    return TrackerEndedService(
+        settings=current,
+        ledger=aws.get_ledger(current.idempotency_table, current.idempotency_ttl_seconds),
+        trackers_for=aws.get_tracker_starter,
+        outcomes=publish_outcome_service(),
     )
 
 
@@ -156,5 +185,6 @@ def reset() -> None:
     create_job_service.cache_clear()
     publish_outcome_service.cache_clear()
     poll_job_status_service.cache_clear()
+    tracker_ended_service.cache_clear()
     secrets.secrets_provider.cache_clear()
     aws.forget()
