@@ -4,7 +4,9 @@ ended every way, and the events a handler of the test's own receives."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 import time
 import uuid
@@ -102,8 +104,34 @@ class Recorder:
             return [e for e in self.invocations if e["detail"]["name"] == name]
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DeployedStack]:
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def moto_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """moto as `jobrelay up` runs it: a threaded server in this process, over loopback."""
+    from moto.core.config import default_user_config
+    from moto.server import ThreadedMotoServer
+
+    for service, settings in MOTO_CONFIG.items():
+        monkeypatch.setitem(default_user_config, service, settings)
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    try:
+        yield
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module", params=["in-process", "server"])
+def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DeployedStack]:
     root = tmp_path_factory.mktemp("ended")
     (root / "fn").mkdir()
     (root / "fn" / "app.py").write_text("def lambda_handler(event, context):\n    return None\n")
@@ -117,7 +145,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DeployedStack]:
             monkeypatch.setenv(name, value)
         for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
             monkeypatch.delenv(name, raising=False)
-        with mock_aws(config=MOTO_CONFIG):
+        moto = mock_aws(config=MOTO_CONFIG) if request.param == "in-process" else None
+        with moto or moto_server(monkeypatch):
             yield deploy(template_path=root / "template.yaml", stack_name="ended")
 
 
