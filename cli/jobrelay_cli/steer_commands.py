@@ -103,6 +103,9 @@ def jobs(
         for reading in readings:
             out.print(json.dumps(reading.as_json()), markup=False, highlight=False)
         return
+    if not readings:
+        out.print("no requests in flight", markup=False)
+        return
     now = datetime.now(UTC)
     out.print(requests_table(readings, [], now, title=f"{len(readings)} request(s) in flight"))
 
