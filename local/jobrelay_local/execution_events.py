@@ -120,7 +120,7 @@ class ExecutionEvents:
             if rule.enabled
         ]
         self.retry_delays = tuple(retry_delays) or (0.0,)
-        self._delivered: set[str] = set()
+        self._delivered: set[tuple[str, Any]] = set()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -165,10 +165,13 @@ class ExecutionEvents:
         """An execution has ended: send its event to every target whose rule matches."""
         if execution.sm_type == "EXPRESS":  # Express workflows emit no such events
             return
+        # The start date too: moto 5.2.5 names an execution started without a name "None",
+        # so such executions share one ARN.
+        key = (execution.exec_arn, execution.start_date)
         with self._lock:
-            if execution.exec_arn in self._delivered or self._stopping.is_set():
+            if key in self._delivered or self._stopping.is_set():
                 return
-            self._delivered.add(execution.exec_arn)
+            self._delivered.add(key)
         event = status_change_event(execution)
         for target in self.targets:
             if not matches(target.rule.pattern, event):
@@ -179,7 +182,8 @@ class ExecutionEvents:
                 name=f"execution-event-{target.spec.function_name}",
                 daemon=True,
             )
-            self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+            with self._lock:
+                self._threads = [t for t in self._threads if t.is_alive()] + [thread]
             thread.start()
 
     def _deliver(self, target: Target, event: dict[str, Any]) -> None:
@@ -190,7 +194,7 @@ class ExecutionEvents:
         received = time.monotonic()
         request_id = str(uuid.uuid4())
         attempts = 1 + config.maximum_retry_attempts
-        error = ""
+        error, condition = "", "RetriesExhausted"
         for attempt in range(1, attempts + 1):
             context = FakeLambdaContext(
                 function_name=target.spec.function_name,
@@ -214,13 +218,25 @@ class ExecutionEvents:
             if attempt == attempts:
                 break
             delay = self.retry_delays[min(attempt, len(self.retry_delays)) - 1]
-            too_old = time.monotonic() - received + delay > config.maximum_event_age_seconds
-            if too_old or self._stopping.wait(delay):
+            if time.monotonic() - received + delay > config.maximum_event_age_seconds:
+                condition = "EventAgeExceeded"
                 break
-        self._dead_letter_from_function(target, event, request_id, error, attempt)
+            if self._stopping.wait(delay):
+                LOG.warning(
+                    "execution event abandoned: the local stack stopped before its retry (%s)",
+                    event["detail"]["executionArn"],
+                )
+                return
+        self._dead_letter_from_function(target, event, request_id, error, attempt, condition)
 
     def _dead_letter_from_function(
-        self, target: Target, event: dict[str, Any], request_id: str, error: str, attempts: int
+        self,
+        target: Target,
+        event: dict[str, Any],
+        request_id: str,
+        error: str,
+        attempts: int,
+        condition: str,
     ) -> None:
         config = target.spec.async_invoke
         if config.on_failure_arn and ":sqs:" in config.on_failure_arn:
@@ -231,7 +247,7 @@ class ExecutionEvents:
                 "requestContext": {
                     "requestId": request_id,
                     "functionArn": f"{target.spec.function_arn}:$LATEST",
-                    "condition": "RetriesExhausted",
+                    "condition": condition,
                     "approximateInvokeCount": attempts,
                 },
                 "requestPayload": event,
@@ -244,11 +260,17 @@ class ExecutionEvents:
             }
             _send(config.on_failure_arn, json.dumps(record), {})
         elif config.dead_letter_arn and ":sqs:" in config.dead_letter_arn:
-            attributes = {"RequestID": request_id, "ErrorCode": "200", "ErrorMessage": error}
+            # Lambda's attributes on a dead-lettered event: the error's first kilobyte.
+            attributes = {
+                "RequestID": request_id,
+                "ErrorCode": "200",
+                "ErrorMessage": error[:1024],
+            }
             _send(config.dead_letter_arn, json.dumps(event), attributes)
         else:
             LOG.error(
-                "execution event dropped after %d attempts (%s): %s for %s",
+                "execution event dropped (%s) after %d attempts (%s): %s for %s",
+                condition,
                 attempts,
                 target.spec.function_name,
                 error,

@@ -318,25 +318,62 @@ def test_handler_failing_once_gets_the_same_event_again_and_handles_it_once(
     assert len(recorder.of(name)) == 2
 
 
+def received_from(queue_arn: str, execution_arn: str) -> list[Any]:
+    """The messages of a queue whose body is the event of this execution (left in place)."""
+    sqs = boto3.client("sqs", region_name=REGION)
+    queue_url = sqs.get_queue_url(QueueName=queue_arn.rsplit(":", 1)[-1])["QueueUrl"]
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        messages = sqs.receive_message(
+            QueueUrl=queue_url,
+            MessageAttributeNames=["All"],
+            MaxNumberOfMessages=10,
+            VisibilityTimeout=0,
+        ).get("Messages", [])
+        found = [
+            m for m in messages if json.loads(m["Body"])["detail"]["executionArn"] == execution_arn
+        ]
+        if found:
+            return found
+        time.sleep(0.05)
+    return []
+
+
 def test_handler_failing_every_time_leaves_the_event_in_the_function_dlq(
     stack: DeployedStack, recorder: Recorder
 ) -> None:
+    # Given a handler that fails on every delivery
     name = execution_name("fail")
     recorder.failures_left[name] = 99
+    # When a tracker execution fails
     _, arn = start(stack, "fail", name=name)
 
+    # Then Lambda's two retries follow the first invoke, and the event is in the function's DLQ
     attempts = wait_for(recorder, name, count=3)
-
-    sqs = boto3.client("sqs", region_name=REGION)
-    dlq_url = stack.resources["EndedDLQ"]
-    deadline = time.monotonic() + 5
-    found: list[Any] = []
-    while not found and time.monotonic() < deadline:
-        messages = sqs.receive_message(
-            QueueUrl=dlq_url, MessageAttributeNames=["All"], MaxNumberOfMessages=10
-        ).get("Messages", [])
-        found = [m for m in messages if json.loads(m["Body"])["detail"]["executionArn"] == arn]
-    assert len(attempts) == 3  # the first invoke and Lambda's two retries
-    (message,) = found
+    dead_letter_arn = stack.function("TrackerEndedFunction").async_invoke.dead_letter_arn
+    assert dead_letter_arn is not None
+    (message,) = received_from(dead_letter_arn, arn)
+    assert len(attempts) == 3
     assert json.loads(message["Body"]) == attempts[0]
     assert "handler failed" in message["MessageAttributes"]["ErrorMessage"]["StringValue"]
+
+
+def test_event_for_a_function_without_handler_goes_to_the_rule_dlq(
+    stack: DeployedStack,
+) -> None:
+    # Given a function whose code could not be loaded
+    events = ExecutionEvents(stack.functions.values(), {}, retry_delays=FAST_RETRIES)
+    events.start()
+    try:
+        # When a tracker execution fails
+        _, arn = start(stack, "fail")
+
+        # Then the event is in the rule's dead-letter queue, naming the rule and target
+        (rule,) = stack.function("TrackerEndedFunction").event_rules
+        assert rule.dead_letter_arn is not None
+        (message,) = received_from(rule.dead_letter_arn, arn)
+    finally:
+        events.stop()
+    attributes = message["MessageAttributes"]
+    assert attributes["RULE_ARN"]["StringValue"] == rule.arn
+    assert attributes["ERROR_CODE"]["StringValue"] == "ResourceNotFoundException"
