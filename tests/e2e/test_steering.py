@@ -132,9 +132,6 @@ def test_status_and_jobs_follow_a_long_job_that_cancel_then_ends(emulators, stac
     assert asked["cancel"]["requested_by"] == "jobrelay cli"
 
 
-@pytest.mark.xfail(
-    strict=False, reason="the layer's cancel path (tracked request -> cancelled outcome) is landing"
-)
 def test_a_cancelled_request_ends_in_one_cancelled_outcome_shown_by_status(
     emulators, stack_env, tmp_path
 ):
