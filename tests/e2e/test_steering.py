@@ -3,6 +3,7 @@ AWS configuration: `status`, `jobs`, `watch` and `cancel`."""
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -169,3 +170,13 @@ def test_status_of_an_unknown_id_and_a_malformed_cancel_say_so_in_one_line(stack
     assert "request_id" in one_line_error(bad, 2)
     long_reason = jobrelay(["cancel", "e2e-any", "--reason", "r" * 1001], stack_env, timeout=60)
     assert "reason" in one_line_error(long_reason, 2)
+
+
+@pytest.mark.parametrize(
+    "args", [["status", "r1"], ["jobs"], ["watch"], ["cancel", "r1", "--reason", "x"]]
+)
+def test_a_steering_command_without_a_stack_says_what_to_do_in_one_line(tmp_path, args):
+    env = without_aws(dict(os.environ))
+    env.update({"HOME": str(tmp_path), "JOBRELAY_STATE_DIR": str(tmp_path / "state")})
+    line = one_line_error(jobrelay(args, env, timeout=60), 2)
+    assert "no local stack is running: start `jobrelay up`" in line
