@@ -120,8 +120,14 @@ def parse_message(body: str) -> JobRequest | CancelRequest:
             "the message body must be a JSON object",
             [FieldProblem(field="body", message="expected an object", kind="type_error")],
         )
+    action = raw.get("action")
+    if action not in (None, "create", "cancel"):
+        raise RequestInvalid(
+            "invalid request: action: expected 'create' or 'cancel'",
+            [FieldProblem(field="action", message="expected 'create' or 'cancel'", kind="enum")],
+        )
     try:
-        if raw.get("action") == "cancel":
+        if action == "cancel":
             return CancelRequest.model_validate(raw)
         return JOB_REQUEST_ADAPTER.validate_python(raw)
     except ValidationError as exc:

@@ -6,6 +6,7 @@ otherwise. Fed by an EventBridge rule on Step Functions' execution status change
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -16,13 +17,13 @@ from jobrelay.models import LazyModel, TrackerState
 from jobrelay.observability import logger
 from jobrelay.polling import JobPoller
 from jobrelay.ports import CancelRecord, JobLedger, TrackerControl
+from jobrelay.providers.base import Provider
 from jobrelay.providers.pool import ProviderPool
 from jobrelay.settings import TrackerEndedSettings
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
-    from jobrelay.wiring import PublishOutcomeService
 
 # The statuses the rule delivers; a generation that continued as new ends SUCCEEDED.
 ENDED_WITHOUT_OUTCOME = frozenset({"ABORTED", "FAILED", "TIMED_OUT"})
@@ -46,7 +47,12 @@ class TrackerEndedService:
     settings: TrackerEndedSettings
     ledger: JobLedger
     trackers_for: Callable[[str], TrackerControl]
-    outcomes: PublishOutcomeService
+    # PublishOutcome's idempotent publish: one outcome per request, whoever publishes.
+    publish: Callable[[TrackerState, LambdaContext], dict[str, Any]]
+    # One invocation's adapters (a pool of one HTTP client); tests give scripted ones.
+    providers: Callable[
+        [TrackerEndedSettings], AbstractContextManager[Callable[[str], Provider]]
+    ] = ProviderPool
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     def handle(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
@@ -76,7 +82,7 @@ class TrackerEndedService:
             if change.status == "ABORTED":
                 trackers.stop(current.arn, error="jobrelay.Cancelled", cause="tracker stopped")
             return {"handled": "continued", "status": change.status}
-        with ProviderPool(self.settings) as pool:
+        with self.providers(self.settings) as pool:
             poller = JobPoller(provider_for=pool)
             if change.status == "ABORTED":
                 assert cancel is not None
@@ -86,7 +92,7 @@ class TrackerEndedService:
                     state, status=change.status, cause=change.cause or change.error or ""
                 )
         ended = ended.model_copy(update={"execution_arn": change.execution_arn})
-        result = self.outcomes.publish(ended, context)
+        result = self.publish(ended, context)
         return {"handled": "published", "status": change.status, **result}
 
     def _operator_stop(self, request_id: str, change: ExecutionStatusChange) -> CancelRecord:

@@ -175,7 +175,7 @@ def tracker_ended_service() -> TrackerEndedService:
         settings=current,
         ledger=aws.get_ledger(current.idempotency_table, current.idempotency_ttl_seconds),
         trackers_for=aws.get_tracker_starter,
-        outcomes=publish_outcome_service(),
+        publish=publish_outcome_service().publish,
     )
 
 
