@@ -95,7 +95,7 @@ class ExecutionEvents:
     moto's interpreter calls `BaseExecutionWorkerCommunication.terminated` once an execution
     has ended and its status is set (succeeded, failed, timed out or stopped); `start` wraps
     it, in-process and in the threaded moto server alike, so an event leaves within
-    milliseconds of the status change. Each execution is delivered once (its ARN is kept).
+    milliseconds of the status change. Each execution is delivered once.
 
     Delivery is Lambda's asynchronous invoke, as EventBridge uses it: EventBridge hands the
     event over (here it always can, unless no handler is loaded: then straight to the rule's
