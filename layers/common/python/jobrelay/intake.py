@@ -73,7 +73,9 @@ class CreateJobService:
     def _process(self, creator: JobCreator, record: SQSRecord) -> dict[str, Any]:
         logger.thread_safe_clear_keys()
         logger.thread_safe_append_keys(message_id=record.message_id)
-        message = QueueMessage.from_record(record.message_id, record.body)
+        message = QueueMessage.from_record(
+            record.message_id, record.body, sender=record.attributes.sender_id
+        )
         logger.thread_safe_append_keys(request_id=message.request_key)
         try:
             result = self.create_once(creator, message=message)
