@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 from jobrelay.creation import JobCreator, QueueMessage, request_key
-from jobrelay.models import JobRef, JobStatus, PollResult, StatusReport, TrackerState
+from jobrelay.errors import ProviderUnavailable
+from jobrelay.models import ErrorInfo, JobRef, JobStatus, PollResult, StatusReport, TrackerState
 from jobrelay.polling import JobPoller
 from jobrelay.ports import CancelRecord, LedgerEntry
 from jobrelay.settings import Settings, TrackerEndedSettings
@@ -198,6 +199,67 @@ def test_a_cancel_racing_the_jobs_own_end_reports_the_end():
         tracked()
     )
     assert ended.poll.status is JobStatus.SUCCEEDED
+    assert provider.cancelled == []
+
+
+class FailingStops(ScriptedProvider):
+    """A provider whose stops fail as scripted (an error raised, else acknowledged)."""
+
+    def __init__(self, *reports: StatusReport, stops: list[Exception | None]) -> None:
+        super().__init__(*reports)
+        self.stops = stops
+
+    def cancel(self, job: JobRef) -> bool:
+        self.cancelled.append(job.remote_job_id)
+        failure = self.stops.pop(0)
+        if failure is not None:
+            raise failure
+        return True
+
+
+def test_a_cancels_stop_that_fails_once_is_sent_again_and_stops_the_job():
+    # Given a running job whose first stop answers 500 (no retry of its own at a cancel)
+    provider = FailingStops(
+        running(), running(), stops=[ProviderUnavailable("matatika: PUT answered 500"), None]
+    )
+    poller = JobPoller(provider_for=lambda name: provider, cancel_of=lambda rid: asked())
+    # When a poll round finds the cancel
+    ended = poller.poll(tracked())
+    # Then the stop is sent again, and the job is stopped remotely
+    assert provider.cancelled == ["mj-1", "mj-1"]
+    assert ended.poll.status is JobStatus.CANCELLED
+    assert ended.poll.cancelled_remotely is True
+    assert "cancel_error" not in ended.poll.details
+
+
+def test_a_cancels_stop_that_keeps_failing_ends_tracking_saying_the_job_may_run():
+    down = ProviderUnavailable("matatika: PUT answered 503")
+    provider = FailingStops(running(), running(), running(), stops=[down, down])
+    ended = JobPoller(provider_for=lambda name: provider).cancelled(tracked(), asked())
+    assert provider.cancelled == ["mj-1", "mj-1"]  # twice, then tracking ends
+    assert ended.poll.status is JobStatus.CANCELLED
+    assert ended.poll.cancelled_remotely is False
+    assert ended.poll.details["cancel_error"] == "matatika: PUT answered 503"
+
+
+def test_a_cancel_that_finds_its_job_already_stopped_is_that_cancels_outcome():
+    # Given a job its cancel's other path stopped a moment ago (the poll round in flight when
+    # the tracker was stopped): Matatika shows it STOPPED, as if it had stopped it itself
+    stopped = StatusReport(
+        status=JobStatus.CANCELLED,
+        raw_status="STOPPED",
+        details={"stopped_by": "provider"},
+        error=ErrorInfo(code="STOPPED_AT_PROVIDER", message="jobrelay did not cancel it"),
+    )
+    provider = ScriptedProvider(stopped)
+    # When TrackerEnded ends the request for the cancel
+    ended = JobPoller(provider_for=lambda name: provider).cancelled(tracked(), asked())
+    # Then the outcome is the cancel's: who asked, the job stopped remotely, no second stop
+    assert ended.poll.status is JobStatus.CANCELLED
+    assert ended.poll.cancelled_remotely is True
+    assert ended.poll.details["cancel"]["requested_by"] == "ops@example"
+    assert "stopped_by" not in ended.poll.details
+    assert ended.poll.error is None
     assert provider.cancelled == []
 
 

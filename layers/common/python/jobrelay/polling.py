@@ -31,6 +31,9 @@ from jobrelay.providers.base import Provider
 from jobrelay.providers.pool import ProviderPool
 from jobrelay.settings import PollJobStatusSettings, Settings
 
+# Stops sent at a cancel while the job still runs (each with the HTTP client's own retries).
+CANCEL_STOP_ATTEMPTS = 2
+
 
 def default_policy(config: Settings) -> PollPolicy:
     """The configured bounds of every wait (a request's `tracking` overrides them per job)."""
@@ -274,6 +277,14 @@ class JobPoller:
         except (ProviderUnavailable, ProviderProtocolError) as exc:
             logger.warning("job unreadable at its cancel", error=exc.message)
             return _ended(state, ending, cancelled=False, cancel_error=exc.message)
+        if polled.poll.status is JobStatus.CANCELLED:
+            # Found stopped: most likely by this cancel's own stop, sent from the other path
+            # that read it (the poll round in flight when its tracker was stopped, or an
+            # earlier delivery of TrackerEnded). The cancel is done; the event says so.
+            details = {k: v for k, v in polled.poll.details.items() if k != "stopped_by"}
+            seen = polled.poll.model_copy(update={"details": details, "error": None})
+            stopped = TrackerState(job=polled.job, poll=seen)
+            return _ended(stopped, ending, cancelled=True, found_stopped=True)
         if polled.poll.terminal:
             return polled
         return self._stop(polled, ending)
@@ -318,22 +329,31 @@ class JobPoller:
         running): the job is looked at before anything is reported, and the event says
         what the provider shows, the job stopped or ended on its own. At the deadline, a job
         still running after a lost answer raises the error, and the definition retries the
-        cancel step; a cancel asked for ends tracking with what is known.
+        cancel step; a cancel asked for sends the stop once more, then ends tracking with
+        what is known.
         """
         job = polled.job
         provider = self.provider_for(job.provider)
         if not provider.can_cancel:
             return _ended(polled, ending, cancelled=False)
-        try:
-            acknowledged = provider.cancel(job)
-        except (ProviderUnavailable, ProviderProtocolError) as exc:
-            seen = self._look(provider, job)
-            if seen is not None and seen.status.terminal:
-                logger.warning("stop answer lost; the job has ended", error=exc.message)
-                return _after_stop(polled, seen, ending, answer="lost")
-            if ending.deadline_passed:
-                raise
-            return _ended(polled, ending, cancelled=False, cancel_error=exc.message)
+        # The deadline's stop is retried by the definition (CancelJob's Retry); a cancel's
+        # has no retry of its own (TrackerEnded's redelivery comes minutes later, if at all),
+        # so a stop that failed while the job still runs is sent once more here.
+        attempts = 1 if ending.deadline_passed else CANCEL_STOP_ATTEMPTS
+        for attempt in range(1, attempts + 1):
+            try:
+                acknowledged = provider.cancel(job)
+                break
+            except (ProviderUnavailable, ProviderProtocolError) as exc:
+                seen = self._look(provider, job)
+                if seen is not None and seen.status.terminal:
+                    logger.warning("stop answer lost; the job has ended", error=exc.message)
+                    return _after_stop(polled, seen, ending, answer="lost")
+                if ending.deadline_passed:
+                    raise
+                if attempt == attempts:
+                    return _ended(polled, ending, cancelled=False, cancel_error=exc.message)
+                logger.warning("stop failed at a cancel; sending it again", error=exc.message)
         if acknowledged:
             return _ended(polled, ending, cancelled=True, stopped_by="jobrelay")
         seen = self._look(provider, job)
