@@ -19,6 +19,7 @@ from tests.integration.conftest import Harness
 
 # Every outcome type the event contract defines.
 OUTCOME_TYPES = frozenset(get_args(EventType))
+CANCELLED = "jobrelay.job.cancelled"
 
 
 @dataclass(frozen=True)
@@ -154,10 +155,12 @@ def _judge(verdict: Verdict, executions: list[Any]) -> None:
         if event["type"] != "jobrelay.job.rejected" and verdict.dead_letters:
             problems.append("an outcome and a DLQ copy")
     name = execution_name(verdict.key)
+    # A cancel ends tracking by stopping the tracker: ABORTED is its end, for that outcome.
+    ended_well = {"SUCCEEDED", "ABORTED"} if verdict.outcome == CANCELLED else {"SUCCEEDED"}
     running = [
         e["name"]
         for e in executions
-        if e["name"].startswith(name) and e["status"] not in ("SUCCEEDED",)
+        if e["name"].startswith(name) and e["status"] not in ended_well
     ]
     if running:
         problems.append(f"tracker executions not succeeded: {running}")

@@ -28,12 +28,14 @@ from jobrelay.aws import (
 from jobrelay.models import OutcomeEvent, TrackerState
 from jobrelay.polling import JobPoller
 from jobrelay.providers.matatika import MatatikaProvider
+from jobrelay.tracker_ended import TrackerEndedService
 from jobrelay_local.emulators import Fault
 from jobrelay_local.emulators.jobs import EmulatedJob
 
 from tests.faults.invariant import InvariantReport, RequestUnderTest, Verdict, check_invariant
 from tests.faults.scenarios import (
     BY_ID,
+    CANCELLED_BY,
     MATATIKA_RETRY_GRACE_SECONDS,
     Scenario,
 )
@@ -74,12 +76,17 @@ def aws_failures(scenario_ids: set[str]) -> Iterator[dict[str, Once]]:
         ),
         "poll": Once(*(rid(s) for s in scenario_ids & {"aws-poll-task-throws"})),
         "dlq": Once(*(rid(s) for s in scenario_ids & {"aws-dlq-copy-fails-after-rejected-event"})),
+        "tracker_ended": Once(*(rid(s) for s in scenario_ids & {"aws-tracker-ended-fails-once"})),
+        "tracker_ended_after": Once(
+            *(rid(s) for s in scenario_ids & {"aws-tracker-ended-fails-after-publishing"})
+        ),
     }
     real_record = JobLedger.record_created
     real_start = TrackerStarter.start
     real_publish = OutcomePublisher.publish
     real_poll = JobPoller.poll
     real_send = DeadLetterQueue.send
+    real_tracker_ended = TrackerEndedService.handle
 
     def record_created(self: JobLedger, request_id: str, *args: Any, **kwargs: Any) -> None:
         armed["ledger"].fire(request_id, ConnectionError("DynamoDB write failed"))
@@ -101,7 +108,15 @@ def aws_failures(scenario_ids: set[str]) -> Iterator[dict[str, Once]]:
         armed["dlq"].fire(kwargs["request_id"], ConnectionError("SQS SendMessage failed"))
         return real_send(self, body, **kwargs)
 
+    def tracker_ended(self: TrackerEndedService, event: dict[str, Any], context: Any) -> Any:
+        request_id = TrackerState.model_validate_json(event["detail"]["input"]).job.request_id
+        armed["tracker_ended"].fire(request_id, ConnectionError("TrackerEnded failed"))
+        answer = real_tracker_ended(self, event, context)
+        armed["tracker_ended_after"].fire(request_id, TimeoutError("TrackerEnded timed out"))
+        return answer
+
     with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(TrackerEndedService, "handle", tracker_ended)
         patch.setattr(JobLedger, "record_created", record_created)
         patch.setattr(TrackerStarter, "start", start)
         patch.setattr(OutcomePublisher, "publish", publish)
@@ -143,14 +158,19 @@ def play(harness: Harness, scenarios: list[Scenario], *, timeout: float = 150.0)
     with aws_failures(ids) as armed, pytest.MonkeyPatch.context() as patch:
         patch.setattr(MatatikaProvider, "retry_grace_seconds", MATATIKA_RETRY_GRACE_SECONDS)
         faults, pending = _arrange(harness, scenarios)
-        with _installing_job_faults(harness, pending, faults):
+        with (
+            _installing_job_faults(harness, pending, faults),
+            _steering(harness, scenarios, started + timeout) as steering,
+        ):
             sent = _send(harness, scenarios)
-            _deliver_until_drained(harness, started + timeout)
+            _deliver_until_drained(harness, started + timeout, steering)
             keys = [s.request_id for s in scenarios]
             harness.local.wait_for_outcomes(
                 keys, timeout=max(1.0, started + timeout - time.monotonic())
             )
             _settle(harness, started + timeout)
+    for scenario_id, message_id in steering.sent.items():
+        sent[scenario_id].append(message_id)
     requests = [
         RequestUnderTest(
             key=s.request_id,
@@ -264,14 +284,74 @@ def _send(harness: Harness, scenarios: list[Scenario]) -> dict[str, list[str]]:
     return sent
 
 
-def _deliver_until_drained(harness: Harness, deadline: float) -> None:
-    """Run CreateJob on the queue, batch after batch, until nothing is left or in flight."""
+class Steering:
+    """Cancels each steered scenario's request once its job has been polled: a cancel
+    message on the queue, or an operator's StopExecution of its current tracker."""
+
+    def __init__(self, harness: Harness, scenarios: list[Scenario]) -> None:
+        self.harness = harness
+        self.pending = {s.id: s for s in scenarios if s.steer is not None}
+        self.sent: dict[str, str] = {}  # scenario id -> the cancel message id
+        self.errors: list[str] = []
+        self.stopping = threading.Event()
+
+    def run(self, deadline: float) -> None:
+        while self.pending and not self.stopping.is_set() and time.monotonic() < deadline:
+            for scenario in list(self.pending.values()):
+                try:
+                    if self._polled(scenario):
+                        self._cancel(scenario)
+                        del self.pending[scenario.id]
+                except Exception as exc:  # reported by the run, never a silent thread death
+                    self.errors.append(f"{scenario.id}: {type(exc).__name__}: {exc}")
+                    del self.pending[scenario.id]
+            self.stopping.wait(0.2)
+
+    def _polled(self, scenario: Scenario) -> bool:
+        emulator = self.harness.emulators[scenario.provider]
+        jobs = [j["id"] for j in emulator.jobs() if j["target"] == scenario.target]
+        return bool(jobs) and any(
+            r["method"] == "GET" and r["path"].endswith(f"/jobs/{jobs[0]}")
+            for r in emulator.requests()
+        )
+
+    def _cancel(self, scenario: Scenario) -> None:
+        if scenario.steer == "message":
+            body = {
+                "action": "cancel",
+                "request_id": scenario.request_id,
+                "reason": f"scenario {scenario.id}",
+                "requested_by": CANCELLED_BY,
+            }
+            (self.sent[scenario.id],) = self.harness.send(json.dumps(body))
+            return
+        current = TrackerStarter(self.harness.stack.state_machine_arn).current(scenario.request_id)
+        assert current is not None, "no tracker execution to stop"
+        self.harness.sfn.stop_execution(executionArn=current.arn)
+
+
+@contextlib.contextmanager
+def _steering(harness: Harness, scenarios: list[Scenario], deadline: float) -> Iterator[Steering]:
+    steering = Steering(harness, scenarios)
+    thread = threading.Thread(target=steering.run, args=(deadline,), name="fault-steering")
+    thread.start()
+    try:
+        yield steering
+    finally:
+        steering.stopping.set()
+        thread.join(timeout=10)
+    assert not steering.errors, steering.errors
+
+
+def _deliver_until_drained(harness: Harness, deadline: float, steering: Steering) -> None:
+    """Run CreateJob on the queue, batch after batch, until nothing is left or in flight
+    and every steered request has had its cancel."""
     source = harness.local.source
     assert source is not None
     while time.monotonic() < deadline:
         delivered = source.poll_once()
         if not delivered:
-            if harness.queue_depth() == 0:
+            if harness.queue_depth() == 0 and not steering.pending:
                 return
             time.sleep(0.2)
     raise AssertionError("the request queue did not drain in time")

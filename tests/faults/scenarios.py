@@ -57,6 +57,9 @@ class Scenario:
     details: dict[str, Any] = field(default_factory=dict)
     # Reconciliation must have looked at the pipeline's own view (Matatika's latest job).
     reads_pipeline: bool = False
+    # Once its job has been polled, the request is cancelled: by a cancel message on the
+    # queue, or by an operator stopping its tracker execution (StopExecution).
+    steer: Literal["message", "stop"] | None = None
     known_bug: str | None = None
 
     @property
@@ -388,6 +391,89 @@ def matatika_scenarios() -> list[Scenario]:
     return found
 
 
+# Who the suite's cancel messages say asked, and who an operator's stop is recorded as.
+CANCELLED_BY = "fault suite"
+OPERATOR = "operator (StopExecution)"
+
+
+def steer_scenarios() -> list[Scenario]:
+    """A tracked job cancelled (a message, or an operator's stop of its tracker) while the
+    provider's stop fails: the outcome still comes, `cancelled`, and `cancelled_remotely`
+    says what the provider shows when the job is looked at after the failed stop."""
+    long_job = {"queued": 0.0, "duration": 120.0}
+    every_attempt = {"status": [503], "count": 20}  # more than every retry of every layer
+    return [
+        Scenario(
+            # refused before it acts, once: the stop is sent again and acts
+            id="matatika-steer-stop-500",
+            provider="matatika",
+            call="cancel",
+            steer="message",
+            fault={"status": [500]},
+            behaviour=long_job,
+            expect=CANCELLED,
+            cancelled_remotely=True,
+        ),
+        Scenario(
+            # unavailable through every retry: tracking ends, the job may still run
+            id="matatika-steer-stop-503-every-attempt",
+            provider="matatika",
+            call="cancel",
+            steer="message",
+            fault=every_attempt,
+            behaviour=long_job,
+            expect=CANCELLED,
+            cancelled_remotely=False,
+        ),
+        Scenario(
+            # acts, answers 504; the stop sent again is refused (no longer running)
+            id="matatika-steer-stop-504-after-stopping",
+            provider="matatika",
+            call="cancel",
+            steer="message",
+            fault={"status": [504], "after": True},
+            behaviour=long_job,
+            expect=CANCELLED,
+            cancelled_remotely=True,
+            details={"stop_answer": "refused"},
+        ),
+        Scenario(
+            # answers after the client gave up (it acts late, or the retry acts)
+            id="matatika-steer-stop-read-timeout",
+            provider="matatika",
+            call="cancel",
+            steer="message",
+            fault=TRANSPORT_FAULTS["read-timeout"],
+            behaviour=long_job,
+            expect=CANCELLED,
+            cancelled_remotely=True,
+        ),
+        Scenario(
+            # acts, and every answer to it is lost: looked at, found stopped
+            id="matatika-steer-stop-answer-lost-after-stopping",
+            provider="matatika",
+            call="cancel",
+            steer="message",
+            fault={"action": "drop", "after": True, "count": 3},
+            behaviour=long_job,
+            expect=CANCELLED,
+            cancelled_remotely=True,
+            details={"stop_answer": "lost"},
+        ),
+        Scenario(
+            # an operator's stop whose stop at Matatika is unavailable through every retry
+            id="matatika-operator-stop-503-every-attempt",
+            provider="matatika",
+            call="cancel",
+            steer="stop",
+            fault=every_attempt,
+            behaviour=long_job,
+            expect=CANCELLED,
+            cancelled_remotely=False,
+        ),
+    ]
+
+
 def aws_scenarios() -> list[Scenario]:
     quick = {"queued": 0.2, "duration": 1.5}
     return [
@@ -438,6 +524,26 @@ def aws_scenarios() -> list[Scenario]:
             expect=REJECTED,
             error_code="REQUEST_INVALID",
         ),
+        Scenario(
+            # TrackerEnded fails on the stop's event; Lambda delivers it again
+            id="aws-tracker-ended-fails-once",
+            provider="matatika",
+            call="aws",
+            steer="stop",
+            behaviour={"queued": 0.0, "duration": 120.0},
+            expect=CANCELLED,
+            cancelled_remotely=True,
+        ),
+        Scenario(
+            # TrackerEnded fails after it published; delivered again, it publishes nothing
+            id="aws-tracker-ended-fails-after-publishing",
+            provider="pixxel",
+            call="aws",
+            steer="message",
+            behaviour={"queued": 0.0, "duration": 120.0},
+            expect=CANCELLED,
+            cancelled_remotely=False,
+        ),
     ]
 
 
@@ -445,6 +551,7 @@ SCENARIOS: list[Scenario] = [
     *create_scenarios(),
     *get_scenarios(),
     *matatika_scenarios(),
+    *steer_scenarios(),
     *aws_scenarios(),
 ]
 BY_ID = {scenario.id: scenario for scenario in SCENARIOS}

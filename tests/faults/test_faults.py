@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.faults.play import FaultRun
-from tests.faults.scenarios import SCENARIOS, Scenario
+from tests.faults.scenarios import CANCELLED_BY, OPERATOR, SCENARIOS, Scenario
 from tests.integration.conftest import Harness
 
 pytestmark = pytest.mark.faults
@@ -41,6 +41,10 @@ def test_request_under_fault_ends_in_one_outcome_and_at_most_one_job(
         assert result.creates == scenario.creates
     if scenario.cancelled_remotely is not None:
         assert event["data"]["details"]["cancelled_remotely"] is scenario.cancelled_remotely
+    if scenario.steer is not None:
+        # the cancel the request ended by: who asked, as the event says
+        asked = event["data"]["details"]["cancel"]["requested_by"]
+        assert asked == (CANCELLED_BY if scenario.steer == "message" else OPERATOR)
     for name, value in scenario.details.items():
         assert event["data"]["details"].get(name) == value, event["data"]["details"]
     if scenario.reads_pipeline:
