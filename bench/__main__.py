@@ -1,7 +1,8 @@
 """`python -m bench` (`make bench`): every section in one run, one table, `bench/results.json`.
 
 Sections: (1) CreateJob batches, (2) cold starts and the layer's size, (3) tracking cost,
-(4) local stack throughput for `--jobs` short jobs (1,000). Section 4 gets what is left of
+(5) cancel to outcome, and last (4) local stack throughput for `--jobs` short jobs (1,000).
+`--section NAME --output FILE` runs one section alone into FILE. Section 4 gets what is left of
 `--budget` (500 s, so a run stays under 10 minutes with room for `make setup`) and says so
 when that runs out first. Each section runs in a process of its own.
 """
@@ -20,13 +21,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import coldstart, createjob, throughput, tracking
+from bench import cancel, coldstart, createjob, throughput, tracking
 from bench.report import render, targets
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
 
-SECTIONS = ("createjob", "tracking", "coldstart", "throughput")
+SECTIONS = ("createjob", "tracking", "coldstart", "cancel", "throughput")
 
 
 def section(name: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -36,6 +37,8 @@ def section(name: str, args: argparse.Namespace) -> dict[str, Any]:
         return tracking.run()
     if name == "coldstart":
         return coldstart.run(args.rounds)
+    if name == "cancel":
+        return cancel.run()
     return throughput.run(args.jobs, args.budget)
 
 

@@ -7,10 +7,12 @@ from typing import Any
 BATCH_TARGET = 1.25
 COLD_START_TARGET = 1.3
 TRACKING_TARGET = 0.2
+CANCEL_TARGET_SECONDS = 30.0
 HANDLERS = ("CreateJob", "PollJobStatus", "PublishOutcome")
 
 
 def _target(name: str, ratio: float, target: float, **extra: Any) -> dict[str, Any]:
+    """`ratio` against `target` (a factor; seconds where `unit="s"` is given)."""
     met = ratio <= target and all(v for k, v in extra.items() if k.endswith("_met"))
     return {"name": name, "ratio": round(ratio, 3), "target": target, "met": met, **extra}
 
@@ -44,10 +46,23 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             p95_lag_met=mix["lag_to_bound_p95"] <= 1.0,
         )
     )
+    if "cancel" in results:
+        found.append(
+            _target(
+                "cancel to outcome, p95 over every provider and way, tracker in a 10-minute wait",
+                results["cancel"]["all"]["p95_seconds"],
+                CANCEL_TARGET_SECONDS,
+                unit="s",
+            )
+        )
     return found
 
 
 def _verdict(target: dict[str, Any]) -> str:
+    unit = target.get("unit", "x")
+    if unit != "x":
+        bound = f"<= {target['target']:g} {unit}"
+        return f"{bound}: met" if target["met"] else f"{bound}: MISSED"
     if target["met"]:
         return f"<= {target['target']}x: met"
     if target["ratio"] > target["target"]:
@@ -57,6 +72,37 @@ def _verdict(target: dict[str, Any]) -> str:
 
 def _s(seconds: float) -> str:
     return f"{seconds:.2f} s" if seconds < 100 else f"{seconds:.0f} s"
+
+
+def cancel_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """(5): cancel to outcome per provider and way, and the p95 over all against 30 s."""
+    if "cancel" not in results:
+        return []
+    figures = results["cancel"]
+    goal = next(t for t in results.get("targets", []) if t["name"].startswith("cancel"))
+    rows = [
+        (
+            f"(5) cancel to outcome, {row['provider']}, {row['way']}: p50 / p95",
+            f"{_s(row['p50_seconds'])} / {_s(row['p95_seconds'])}",
+            f"max {_s(row['max_seconds'])} ({row['count']} cancels)",
+            "",
+            "",
+        )
+        for row in figures["rows"].values()
+    ]
+    every = figures["all"]
+    rows.append(
+        (
+            f"(5) cancel to outcome, all {every['count']} cancels, tracker in a "
+            f"{figures['wait_seconds']} s wait: p50 / p95",
+            f"{_s(every['p50_seconds'])} / {_s(every['p95_seconds'])}",
+            f"the wait it cut short: {figures['wait_seconds']} s; "
+            f"{figures['without_outcome']} without an outcome",
+            "",
+            _verdict(goal),
+        )
+    )
+    return rows
 
 
 def render(results: dict[str, Any]) -> str:
@@ -186,6 +232,8 @@ def render(results: dict[str, Any]) -> str:
                 ),
             ]
         )
+
+    rows.extend(cancel_rows(results))
 
     flow = results["throughput"]
     arrived = sum(flow["outcomes"].values())
