@@ -242,6 +242,22 @@ def test_a_cancels_stop_that_keeps_failing_ends_tracking_saying_the_job_may_run(
     assert ended.poll.details["cancel_error"] == "matatika: PUT answered 503"
 
 
+def test_a_cancels_stop_that_failed_slowly_is_not_sent_again():
+    # Given a stop that failed only after every HTTP attempt timed out (30 s of the clock)
+    down = ProviderUnavailable("matatika: PUT timed out")
+    provider = FailingStops(running(), running(), stops=[down, None])
+    ticks = iter(range(1000))  # each reading of the clock is 30 s after the last
+    poller = JobPoller(
+        provider_for=lambda name: provider,
+        clock=lambda: NOW + timedelta(seconds=30 * next(ticks)),
+    )
+    # When the cancel ends tracking
+    ended = poller.cancelled(tracked(), asked())
+    # Then the outcome is published with what is known, without a second stop
+    assert provider.cancelled == ["mj-1"]
+    assert ended.poll.cancelled_remotely is False
+
+
 def test_a_cancel_that_finds_its_job_already_stopped_is_that_cancels_outcome():
     # Given a job its cancel's other path stopped a moment ago (the poll round in flight when
     # the tracker was stopped): Matatika shows it STOPPED, as if it had stopped it itself

@@ -31,8 +31,11 @@ from jobrelay.providers.base import Provider
 from jobrelay.providers.pool import ProviderPool
 from jobrelay.settings import PollJobStatusSettings, Settings
 
-# Stops sent at a cancel while the job still runs (each with the HTTP client's own retries).
+# Stops sent at a cancel while the job still runs (each with the HTTP client's own retries),
+# the second only if the first failed within this time: three 10 s read timeouts and a look
+# already take most of TrackerEnded's 60 s and all of PollJobStatus's 30 s.
 CANCEL_STOP_ATTEMPTS = 2
+CANCEL_STOP_RETRY_WITHIN_SECONDS = 10.0
 
 
 def default_policy(config: Settings) -> PollPolicy:
@@ -338,8 +341,11 @@ class JobPoller:
             return _ended(polled, ending, cancelled=False)
         # The deadline's stop is retried by the definition (CancelJob's Retry); a cancel's
         # has no retry of its own (TrackerEnded's redelivery comes minutes later, if at all),
-        # so a stop that failed while the job still runs is sent once more here.
+        # so a stop that failed fast while the job still runs is sent once more here. One
+        # that failed slowly (timeouts through every HTTP attempt) is not: the function's
+        # time is better spent publishing the outcome.
         attempts = 1 if ending.deadline_passed else CANCEL_STOP_ATTEMPTS
+        started = self.clock()
         for attempt in range(1, attempts + 1):
             try:
                 acknowledged = provider.cancel(job)
@@ -351,7 +357,8 @@ class JobPoller:
                     return _after_stop(polled, seen, ending, answer="lost")
                 if ending.deadline_passed:
                     raise
-                if attempt == attempts:
+                spent = (self.clock() - started).total_seconds()
+                if attempt == attempts or spent > CANCEL_STOP_RETRY_WITHIN_SECONDS:
                     return _ended(polled, ending, cancelled=False, cancel_error=exc.message)
                 logger.warning("stop failed at a cancel; sending it again", error=exc.message)
         if acknowledged:
