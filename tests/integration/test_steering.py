@@ -256,13 +256,20 @@ def test_a_cancel_racing_the_create_is_found_on_the_first_poll(harness, provider
     assert [e["status"] for e in harness.executions()] == ["SUCCEEDED"]
 
 
-@pytest.mark.parametrize("provider", PROVIDERS)
-def test_a_cancel_before_the_first_poll_cuts_the_first_wait_short(
-    harness, provider, monkeypatch: pytest.MonkeyPatch
-):
-    # Given a job created, its tracker started, and its first poll 10 minutes away
+@pytest.fixture
+def first_poll_far(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A tracker's first poll is 10 minutes after the create (CreateJob reads it on first use)."""
     monkeypatch.setenv("FIRST_POLL_SECONDS", "600")
     settings.forget_settings()
+    yield
+    settings.forget_settings()
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_cancel_before_the_first_poll_cuts_the_first_wait_short(
+    harness, first_poll_far, provider
+):
+    # Given a job created, its tracker started, and its first poll 10 minutes away
     harness.emulators[provider].configure_target(TARGETS[provider], queued=0.0, duration=600.0)
     harness.send(request(provider, "steer-first"))
     harness.deliver()
@@ -282,7 +289,6 @@ def test_a_cancel_before_the_first_poll_cuts_the_first_wait_short(
     )
     assert_job_after_cancel(harness, provider)
     assert [e["status"] for e in harness.executions()] == ["ABORTED"]
-    settings.forget_settings()
 
 
 # ------------------------------------------------------------------ after, twice, racing
