@@ -97,9 +97,19 @@ class Scenario:
             "request_id": self.request_id,
             "provider": self.provider,
             "params": params,
-            "tracking": {"deadline_seconds": self.deadline_seconds},
+            "tracking": self.tracking(),
             "metadata": {"scenario": self.id},
         }
+
+    def tracking(self) -> dict[str, int]:
+        tracking = {"deadline_seconds": self.deadline_seconds}
+        if self.steer is not None:
+            # Steered once its job has been polled: the tracker is then in a long wait, so
+            # the cancel's stop of the tracker (TrackerEnded) is the one path that acts, not
+            # also a poll round that happens to be in flight (which path wins is a real race,
+            # fine for the invariant but not for a scenario that expects one path's details).
+            tracking |= {"poll_interval_seconds": 600, "min_poll_seconds": 600}
+        return tracking
 
     def fault_path(self, job_id: str | None = None) -> str | None:
         """The path regex that scopes this scenario's fault; None until the job id is known

@@ -49,18 +49,25 @@ def test_metrics_emitted_match_the_outcomes(harness: Harness, monkeypatch, capfd
     for request_id in ("m-ok", "m-fail", "m-bad"):
         harness.wait_outcome(request_id)
     emitted: dict[tuple[str, str], float] = {}
-    for line in capfd.readouterr().out.splitlines():
-        if '"_aws"' not in line:
-            continue
-        blob = json.loads(line)
-        if blob.get("request_id") not in {"m-ok", "m-fail", "m-bad"}:
-            continue  # another test's stack, still finishing in the background
-        for definition in blob["_aws"]["CloudWatchMetrics"]:
-            for metric in definition["Metrics"]:
-                key = (metric["Name"], blob.get("provider", ""))
-                values = blob[metric["Name"]]
-                values = values if isinstance(values, list) else [values]
-                emitted[key] = emitted.get(key, 0) + sum(float(v) for v in values)
+    # A function prints its metrics just after it publishes: read until the outcomes' are in.
+    expected = {("JobsSucceeded", "pixxel"), ("JobsFailed", "pixxel"), ("JobsRejected", "pixxel")}
+    deadline = time.monotonic() + 20
+    while True:
+        for line in capfd.readouterr().out.splitlines():
+            if '"_aws"' not in line:
+                continue
+            blob = json.loads(line)
+            if blob.get("request_id") not in {"m-ok", "m-fail", "m-bad"}:
+                continue  # another test's stack, still finishing in the background
+            for definition in blob["_aws"]["CloudWatchMetrics"]:
+                for metric in definition["Metrics"]:
+                    key = (metric["Name"], blob.get("provider", ""))
+                    values = blob[metric["Name"]]
+                    values = values if isinstance(values, list) else [values]
+                    emitted[key] = emitted.get(key, 0) + sum(float(v) for v in values)
+        if expected <= emitted.keys() or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert emitted[("JobsCreated", "pixxel")] == 2
     assert emitted[("JobsRejected", "pixxel")] == 1
     assert emitted[("JobsSucceeded", "pixxel")] == 1

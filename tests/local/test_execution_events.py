@@ -25,9 +25,11 @@ REGION = "us-east-1"
 FAST_RETRIES = (0.1, 0.2)
 
 # "wait" waits longer than the machine's TimeoutSeconds, so it ends stopped or timed out.
+# The timeout leaves a stop test room to stop first, even on a loaded machine.
+TIMEOUT_SECONDS = 4
 DEFINITION = {
     "StartAt": "Route",
-    "TimeoutSeconds": 1,
+    "TimeoutSeconds": TIMEOUT_SECONDS,
     "States": {
         "Route": {
             "Type": "Choice",
@@ -273,10 +275,10 @@ def test_failed_execution_is_delivered_with_its_error_and_cause(
 
 
 def test_timed_out_execution_is_delivered(stack: DeployedStack, recorder: Recorder) -> None:
-    # Given an execution that outlasts the machine's TimeoutSeconds (1 s)
+    # Given an execution that outlasts the machine's TimeoutSeconds
     name, _ = start(stack, "wait")
 
-    (event,) = wait_for(recorder, name, timeout=5.0)
+    (event,) = wait_for(recorder, name, timeout=TIMEOUT_SECONDS + 10.0)
 
     assert event["detail"]["status"] == "TIMED_OUT"
 

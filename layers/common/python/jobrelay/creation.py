@@ -218,8 +218,8 @@ class JobCreator:
             now=self.clock(),
         )
         self.publisher.publish(event)
-        self.ledger.record_outcome(request_id, event_type=event.type, event_id=event.id)
         count_job("JobsCancelled", request.provider)
+        self.ledger.record_outcome(request_id, event_type=event.type, event_id=event.id)
         logger.info("request cancelled before creation", event_id=event.id)
         return CreateResult(
             outcome="cancelled", request_id=request_id, provider=request.provider, event_id=event.id
@@ -236,8 +236,8 @@ class JobCreator:
             now=self.clock(),
         )
         self.publisher.publish(event)
-        self.ledger.record_outcome(request_id, event_type=event.type, event_id=event.id)
         count_job("JobsValidated", request.provider)
+        self.ledger.record_outcome(request_id, event_type=event.type, event_id=event.id)
         logger.info("dry run validated", event_id=event.id)
         return CreateResult(
             outcome="validated", request_id=request_id, provider=request.provider, event_id=event.id
@@ -378,8 +378,8 @@ class JobCreator:
             source_id=message.message_id,
         )
         self.publisher.publish(event)
-        self.ledger.record_outcome(request_id, event_type=event.type, event_id=event.id)
         count_job("JobsRejected", provider)
+        self.ledger.record_outcome(request_id, event_type=event.type, event_id=event.id)
         logger.warning("request rejected", error_code=code, reason=reason, event_id=event.id)
         return CreateResult(
             outcome="rejected", request_id=request_id, provider=provider, event_id=event.id

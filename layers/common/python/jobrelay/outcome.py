@@ -32,10 +32,6 @@ class OutcomeReporter:
     def publish(self, state: TrackerState) -> PublishResult:
         event = outcome_event(state, source=self.source, now=self.clock())
         message_id = self.publisher.publish(event)
-        if self.ledger is not None:
-            self.ledger.record_outcome(
-                state.job.request_id, event_type=event.type, event_id=event.id
-            )
         count_job(OUTCOME_METRICS[str(event.data.status)], event.data.provider)
         if event.data.duration_seconds is not None:
             record_metric(
@@ -43,6 +39,10 @@ class OutcomeReporter:
                 event.data.duration_seconds,
                 MetricUnit.Seconds,
                 provider=event.data.provider,
+            )
+        if self.ledger is not None:
+            self.ledger.record_outcome(
+                state.job.request_id, event_type=event.type, event_id=event.id
             )
         logger.info("outcome published", event_id=event.id, event_type=event.type)
         return PublishResult(
