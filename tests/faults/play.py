@@ -351,7 +351,10 @@ def _deliver_until_drained(harness: Harness, deadline: float, steering: Steering
     while time.monotonic() < deadline:
         delivered = source.poll_once()
         if not delivered:
-            if harness.queue_depth() == 0 and not steering.pending:
+            # Pending first: a cancel leaves `pending` only once it is on the queue, so the
+            # depth read after an empty `pending` counts it (the other order could read the
+            # depth just before the cancel was sent and `pending` just after).
+            if not steering.pending and harness.queue_depth() == 0:
                 return
             time.sleep(0.2)
     raise AssertionError("the request queue did not drain in time")

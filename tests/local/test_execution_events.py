@@ -188,6 +188,19 @@ def wait_for(recorder: Recorder, name: str, count: int = 1, timeout: float = 5.0
     return recorder.of(name)
 
 
+def waiting(execution_arn: str, timeout: float = 5.0) -> None:
+    """Until the execution is in its Wait state: moto's interpreter cannot stop an execution
+    it has not begun to run (its stop fails), and a real tracker is stopped while waiting."""
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        events = sfn.get_execution_history(executionArn=execution_arn)["events"]
+        if any(e["type"] == "WaitStateEntered" for e in events):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{execution_arn} did not reach its wait")
+
+
 def wait_until_ended(execution_arn: str, timeout: float = 5.0) -> dict[str, Any]:
     sfn = boto3.client("stepfunctions", region_name=REGION)
     deadline = time.monotonic() + timeout
@@ -224,6 +237,7 @@ def test_stopped_execution_is_delivered_once_as_step_functions_sends_it(
 ) -> None:
     # Given a tracker execution waiting
     name, arn = start(stack, "wait")
+    waiting(arn)
     # When an operator stops it
     boto3.client("stepfunctions", region_name=REGION).stop_execution(executionArn=arn)
 
