@@ -248,7 +248,15 @@ def run(rounds: int) -> dict[str, Any]:
             if kind == "PublishOutcome":
                 job = {**tracker["job"], "request_id": f"cold-publish-{index}"}
                 poll = {**tracker["poll"], "status": "SUCCEEDED", "terminal": True}
-                return {"job": job, "poll": poll}
+                # As the definition's PublishOutcome task passes it: the document and the
+                # execution publishing.
+                arn = local.require_stack().state_machine_arn.replace(
+                    ":stateMachine:", ":execution:"
+                )
+                return {
+                    "document": {"job": job, "poll": poll},
+                    "execution_arn": f"{arn}:cold-{index}",
+                }
             body = json.dumps(request(f"cold-create-{index}", "deepset"))
             record = {"MessageId": str(uuid.uuid4()), "ReceiptHandle": "x", "Body": body}
             assert local.source is not None
