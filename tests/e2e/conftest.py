@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -60,3 +64,39 @@ def write_requests(path: Path, *requests: dict[str, Any]) -> Path:
 
 def json_lines(stdout: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+
+
+def without_aws(env: dict[str, str]) -> dict[str, str]:
+    """The environment of a machine with no AWS configuration at all."""
+    return {k: v for k, v in env.items() if not k.startswith("AWS_")}
+
+
+@contextmanager
+def jobrelay_up(env: dict[str, str]) -> Iterator[int]:
+    """`jobrelay up` in a subprocess on a free port, until its state file says it runs;
+    stopped with Ctrl-C (SIGINT) at the end. Yields the port of its AWS endpoint."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    state = Path(env["JOBRELAY_STATE_DIR"]) / "stack.json"
+    up = subprocess.Popen(  # noqa: S603 - our own CLI
+        [sys.executable, "-m", "jobrelay_cli", "up", "--port", str(port)],
+        env=env,
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not state.exists():
+            assert up.poll() is None, up.stderr.read() if up.stderr else ""
+            assert time.monotonic() < deadline, "jobrelay up did not come up"
+            time.sleep(0.2)
+        yield port
+    finally:
+        up.send_signal(signal.SIGINT)
+        try:
+            up.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            up.kill()

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +12,13 @@ import pytest
 from cloudevents.core.formats.json import JSONFormat
 from jobrelay_local.emulators import Fault
 
-from tests.e2e.conftest import PROJECT_ROOT, jobrelay, json_lines, write_requests
+from tests.e2e.conftest import (
+    jobrelay,
+    jobrelay_up,
+    json_lines,
+    without_aws,
+    write_requests,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -145,35 +147,14 @@ def test_run_refuses_an_unreadable_file(cli_env, tmp_path):
     assert "not JSON" in result.stderr
 
 
-def without_aws(env: dict[str, str]) -> dict[str, str]:
-    """The environment of a machine with no AWS configuration at all."""
-    return {k: v for k, v in env.items() if not k.startswith("AWS_")}
-
-
 def test_up_submit_and_events_against_a_running_stack(emulators, cli_env, tmp_path):
     # Given a machine with no AWS variables: the local stack brings its own region,
     # endpoint and credentials, and every command reaches it with them.
     cli_env = without_aws(cli_env)
     cli_env["HOME"] = str(tmp_path)  # and no ~/.aws either
     fast(emulators)
-    with socket.socket() as probe:  # a free port for the local AWS endpoint
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     state = Path(cli_env["JOBRELAY_STATE_DIR"]) / "stack.json"
-    up = subprocess.Popen(  # noqa: S603
-        [sys.executable, "-m", "jobrelay_cli", "up", "--port", str(port)],
-        env=cli_env,
-        cwd=PROJECT_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not state.exists():
-            assert up.poll() is None, up.stderr.read() if up.stderr else ""
-            assert time.monotonic() < deadline, "jobrelay up did not come up"
-            time.sleep(0.2)
+    with jobrelay_up(cli_env) as port:
         assert json.loads(state.read_text())["endpoint_url"] == f"http://127.0.0.1:{port}"
         file = write_requests(tmp_path / "r.json", pixxel("e2e-up"))
         submitted = jobrelay(["submit", str(file), "--wait", "--json", "--timeout", "60"], cli_env)
@@ -205,12 +186,6 @@ def test_up_submit_and_events_against_a_running_stack(emulators, cli_env, tmp_pa
         assert [(d["request_id"], d["code"], d["redrivable"]) for d in dead] == [
             ("e2e-dead", "REQUEST_INVALID", False)
         ]
-    finally:
-        up.send_signal(signal.SIGINT)
-        try:
-            up.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            up.kill()
 
 
 @pytest.mark.parametrize(

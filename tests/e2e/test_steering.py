@@ -5,18 +5,23 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import PROJECT_ROOT, jobrelay, json_lines, write_requests
-from tests.e2e.test_cli import matatika, without_aws
+from tests.e2e.conftest import (
+    PROJECT_ROOT,
+    jobrelay,
+    jobrelay_up,
+    json_lines,
+    without_aws,
+    write_requests,
+)
+from tests.e2e.test_cli import matatika
 
 pytestmark = pytest.mark.e2e
 
@@ -26,31 +31,8 @@ def stack_env(emulators, cli_env, tmp_path) -> Iterator[dict[str, str]]:
     """A running `jobrelay up` and the environment of a machine with no AWS variables or files."""
     env = without_aws(cli_env)
     env["HOME"] = str(tmp_path)
-    with socket.socket() as probe:  # a free port for the local AWS endpoint
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    state = Path(env["JOBRELAY_STATE_DIR"]) / "stack.json"
-    up = subprocess.Popen(  # noqa: S603
-        [sys.executable, "-m", "jobrelay_cli", "up", "--port", str(port)],
-        env=env,
-        cwd=PROJECT_ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not state.exists():
-            assert up.poll() is None, up.stderr.read() if up.stderr else ""
-            assert time.monotonic() < deadline, "jobrelay up did not come up"
-            time.sleep(0.2)
+    with jobrelay_up(env):
         yield env
-    finally:
-        up.send_signal(signal.SIGINT)
-        try:
-            up.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            up.kill()
 
 
 def status(request_id: str, env: dict[str, str]) -> dict[str, Any]:
