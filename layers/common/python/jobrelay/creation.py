@@ -25,6 +25,7 @@ from jobrelay.models import (
     JobRef,
     JobStatus,
     LazyModel,
+    OutcomeEvent,
     PollResult,
     ProviderName,
     TrackerState,
@@ -217,13 +218,18 @@ class JobCreator:
             metadata=request.metadata,
             now=self.clock(),
         )
-        self.publisher.publish(event)
-        count_job("JobsCancelled", request.provider)
-        self.ledger.record_outcome(request_id, event_type=event.type, event_id=event.id)
+        self._announce(event, "JobsCancelled", request.provider)
         logger.info("request cancelled before creation", event_id=event.id)
         return CreateResult(
             outcome="cancelled", request_id=request_id, provider=request.provider, event_id=event.id
         )
+
+    def _announce(self, event: OutcomeEvent, metric: str, provider: str | None) -> None:
+        """An outcome decided here, with no tracker to publish it: the event, its metric,
+        then the ledger's note of it (status and later cancels read it)."""
+        self.publisher.publish(event)
+        count_job(metric, provider)
+        self.ledger.record_outcome(event.data.request_id, event_type=event.type, event_id=event.id)
 
     def _validate(self, request: JobRequest, request_id: str) -> CreateResult:
         details = self.provider_for(request.provider).validate(request.params)
@@ -235,9 +241,7 @@ class JobCreator:
             metadata=request.metadata,
             now=self.clock(),
         )
-        self.publisher.publish(event)
-        count_job("JobsValidated", request.provider)
-        self.ledger.record_outcome(request_id, event_type=event.type, event_id=event.id)
+        self._announce(event, "JobsValidated", request.provider)
         logger.info("dry run validated", event_id=event.id)
         return CreateResult(
             outcome="validated", request_id=request_id, provider=request.provider, event_id=event.id
@@ -377,9 +381,7 @@ class JobCreator:
             request_id=request_id,
             source_id=message.message_id,
         )
-        self.publisher.publish(event)
-        count_job("JobsRejected", provider)
-        self.ledger.record_outcome(request_id, event_type=event.type, event_id=event.id)
+        self._announce(event, "JobsRejected", provider)
         logger.warning("request rejected", error_code=code, reason=reason, event_id=event.id)
         return CreateResult(
             outcome="rejected", request_id=request_id, provider=provider, event_id=event.id
