@@ -49,6 +49,16 @@ class MemoryLedger:
     def get(self, request_id: str) -> LedgerEntry | None:
         return self.entries.get(request_id)
 
+    def note_waiting(
+        self, request_id: str, *, connection: str, waiting_for: str, at: datetime
+    ) -> datetime:
+        entry = self.entries.get(request_id) or LedgerEntry(request_id, None, {}, None, None)
+        arrived = entry.arrived_at or at
+        self.entries[request_id] = replace(
+            entry, arrived_at=arrived, waiting_for=waiting_for, connection=connection
+        )
+        return arrived
+
     def begin_attempt(self, request_id: str, at: datetime) -> LedgerEntry | None:
         entry = self.entries.get(request_id)
         if entry is None:
@@ -63,10 +73,13 @@ class MemoryLedger:
         owner = self.claims.setdefault((provider, remote_job_id), request_id)
         if owner != request_id:
             raise JobClaimed(f"{provider} job {remote_job_id} belongs to {owner}", owner=owner)
-        entry = self.entries.get(request_id)
-        attempted = entry.create_attempted_at if entry else None
-        self.entries[request_id] = LedgerEntry(
-            request_id, remote_job_id, locator, attempted, datetime.now(UTC)
+        entry = self.entries.get(request_id) or LedgerEntry(request_id, None, {}, None, None)
+        self.entries[request_id] = replace(
+            entry,
+            remote_job_id=remote_job_id,
+            locator=locator,
+            created_at=datetime.now(UTC),
+            waiting_for=None,
         )
 
 

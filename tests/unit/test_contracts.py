@@ -102,7 +102,7 @@ def test_each_function_settings_model_matches_the_environment_the_template_gives
     provider_variables = {
         variable
         for entry in REGISTRY.values()
-        for variable in (entry.base_url_env, entry.secret_env)
+        for variable in (entry.base_url_env, entry.secret_env, entry.allowed_hosts_env)
     }
     fields = {field.alias or name.upper() for name, field in model.model_fields.items()}
     required = {

@@ -237,6 +237,9 @@ class DynamoJobLedger:
             created_at=when("created_at"),
             outcome_type=text("outcome_type"),
             outcome_id=text("outcome_id"),
+            waiting_for=text("waiting_for"),
+            arrived_at=when("arrived_at"),
+            connection=text("connection"),
         )
 
     def entry(self, request_id: str) -> LedgerEntry | None:
@@ -310,6 +313,32 @@ class DynamoJobLedger:
             },
         )
 
+    def note_waiting(
+        self, request_id: str, *, connection: str, waiting_for: str, at: datetime
+    ) -> datetime:
+        """One write: the first arrival is kept (the deadline counts from it)."""
+        answer = self.client.update_item(
+            TableName=self.table_name,
+            Key=self._key(request_id),
+            UpdateExpression=(
+                "SET #arr = if_not_exists(#arr, :at), #for = :for, #conn = :conn, #exp = :exp"
+            ),
+            ExpressionAttributeNames={
+                "#arr": "arrived_at",
+                "#for": "waiting_for",
+                "#conn": "connection",
+                "#exp": "expiration",
+            },
+            ExpressionAttributeValues={
+                ":at": {"S": at.isoformat()},
+                ":for": {"S": waiting_for},
+                ":conn": {"S": connection},
+                ":exp": {"N": self._expiration()},
+            },
+            ReturnValues="ALL_NEW",
+        )
+        return datetime.fromisoformat(str(answer["Attributes"]["arrived_at"]["S"]))
+
     def _expiration(self) -> str:
         return str(int(time.time()) + self.ttl_seconds)
 
@@ -353,7 +382,9 @@ class DynamoJobLedger:
         self.client.update_item(
             TableName=self.table_name,
             Key=self._key(request_id),
-            UpdateExpression="SET #job = :job, #loc = :loc, #now = :now, #exp = :exp",
+            UpdateExpression=(
+                "SET #job = :job, #loc = :loc, #now = :now, #exp = :exp REMOVE waiting_for"
+            ),
             ExpressionAttributeNames={
                 "#job": "remote_job_id",
                 "#loc": "locator",
@@ -391,6 +422,9 @@ def get_ledger(table_name: str, ttl_seconds: int) -> DynamoJobLedger:
 
 def forget() -> None:
     """Drop the shared clients and the ports built on them (tests, local stack restarts)."""
+    from jobrelay import aws_limits
+
     forget_clients()
+    aws_limits.forget()
     for factory in (get_publisher, get_tracker_starter, get_dead_letter_queue, get_ledger):
         factory.cache_clear()

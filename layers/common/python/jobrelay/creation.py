@@ -8,6 +8,7 @@ record as a batch item failure and SQS delivers it again later.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,8 +17,22 @@ from typing import Any, Literal
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from jobrelay.errors import FieldProblem, JobClaimed, ProviderRejected, RequestInvalid
-from jobrelay.events import cancel_details, cancelled_event, rejected_event, validated_event
+from jobrelay.admission import Ended, Entered, Gate
+from jobrelay.connections import Connection, default_connection
+from jobrelay.errors import (
+    ConfigurationError,
+    FieldProblem,
+    JobClaimed,
+    ProviderRejected,
+    RequestInvalid,
+)
+from jobrelay.events import (
+    cancel_details,
+    cancelled_event,
+    rejected_event,
+    validated_event,
+    waited_out_event,
+)
 from jobrelay.models import (
     METADATA_ADAPTER,
     REQUEST_ID_ADAPTER,
@@ -71,7 +86,9 @@ class QueueMessage(LazyModel):
 
 
 class CreateResult(LazyModel):
-    outcome: Literal["created", "rejected", "validated", "cancelled", "cancel_recorded"]
+    outcome: Literal[
+        "created", "rejected", "validated", "cancelled", "cancel_recorded", "timed_out"
+    ]
     request_id: str
     provider: str | None = None
     remote_job_id: str | None = None
@@ -149,6 +166,10 @@ class JobCreator:
     dead_letters: DeadLetterQueue
     ledger: JobLedger
     trackers: TrackerControl
+    # The request's connection by name (checked to be of its provider); the provider pool's.
+    connection_of: Callable[..., Connection] = lambda name, provider=None: default_connection(name)
+    # Connection limits (slots, waiting, creation rate); needed once a connection has any.
+    gate: Gate | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     def handle(self, message: QueueMessage) -> CreateResult:
@@ -156,27 +177,61 @@ class JobCreator:
         # outcome of the request it names.
         request_id = message.request_key
         provider_hint = _provider_hint(message.body)
+        connection: Connection | None = None
         try:
             request = parse_message(message.body)
             if isinstance(request, CancelRequest):
                 return self._cancel(request, message)
             request_id = request.request_id or message.message_id
             logger.thread_safe_append_keys(request_id=request_id, provider=request.provider)
+            # An unknown connection, or another provider's, is refused before any call.
+            connection = self.connection_of(
+                request.connection or request.provider, provider=request.provider
+            )
+            logger.thread_safe_append_keys(connection=connection.name)
             cancel = self.ledger.cancel_of(request_id)
             if cancel is not None:
-                return self._cancelled_before_creation(request, request_id, cancel)
+                self._leave(connection, request_id)
+                return self._cancelled_before_creation(request, request_id, cancel, connection)
             # A provider whose params ask for a dry run (deepset's `dry_run`) validates only.
             if getattr(request.params, "dry_run", False):
-                return self._validate(request, request_id)
-            return self._create_and_track(request, request_id)
-        except RequestInvalid as exc:
+                return self._validate(request, request_id, connection)
+            return self._create_and_track(request, request_id, connection, message)
+        except (RequestInvalid, ProviderRejected) as exc:
+            if connection is not None:
+                self._leave(connection, request_id)
             return self._reject(
-                message, request_id, provider_hint, exc.code, exc.message, exc.problems
+                message,
+                request_id,
+                provider_hint,
+                exc.code,
+                exc.message,
+                exc.problems,
+                connection=connection.name if connection else None,
             )
-        except ProviderRejected as exc:
-            return self._reject(
-                message, request_id, provider_hint, exc.code, exc.message, exc.problems
+
+    def _leave(self, connection: Connection, request_id: str) -> None:
+        """The request ends here: out of its connection's queue, its slot (if any) freed."""
+        if connection.limits.max_in_flight is not None and self.gate is not None:
+            self.gate.leave(connection.name, request_id)
+
+    def _enter(
+        self, connection: Connection, request_id: str, body: str, deadline_seconds: int
+    ) -> Entered | Ended:
+        if not connection.limits.any:
+            return Entered(deadline_at=None, holds_slot=False)
+        if self.gate is None:
+            raise ConfigurationError(
+                f"connection {connection.name!r} has limits, and this function has no "
+                "LIMITS_TABLE and JOBS_QUEUE_URL"
             )
+        return self.gate.enter(
+            connection,
+            request_id,
+            body,
+            deadline_seconds=deadline_seconds,
+            cancelled=lambda: self.ledger.cancel_of(request_id) is not None,
+        )
 
     def _cancel(self, request: CancelRequest, message: QueueMessage) -> CreateResult:
         """Keep the cancel (a request arriving later is cancelled too) and stop the request's
@@ -195,6 +250,11 @@ class JobCreator:
         stopped: str | None = None
         if entry is not None and entry.outcome_type is not None:
             logger.info("cancel after the outcome: nothing changes", outcome=entry.outcome_type)
+        elif entry is not None and entry.remote_job_id is None and entry.waiting_for:
+            # Waiting for its connection: its message comes back now and ends it cancelled
+            # (a request over the creation rate comes back within the minute).
+            woken = self.gate.wake_cancelled(entry) if self.gate is not None else False
+            logger.info("cancel of a waiting request", woken=woken)
         elif entry is not None and entry.remote_job_id is not None:
             current = self.trackers.current(request_id)
             cause = f"cancelled by {cancel.requested_by}" + (
@@ -208,12 +268,13 @@ class JobCreator:
         return CreateResult(outcome="cancel_recorded", request_id=request_id, execution_arn=stopped)
 
     def _cancelled_before_creation(
-        self, request: JobRequest, request_id: str, cancel: CancelRecord
+        self, request: JobRequest, request_id: str, cancel: CancelRecord, connection: Connection
     ) -> CreateResult:
         event = cancelled_event(
             source=self.settings.event_source,
             request_id=request_id,
             provider=request.provider,
+            connection=connection.name,
             cancel=cancel_details(cancel),
             metadata=request.metadata,
             now=self.clock(),
@@ -231,12 +292,35 @@ class JobCreator:
         count_job(metric, provider)
         self.ledger.record_outcome(event.data.request_id, event_type=event.type, event_id=event.id)
 
-    def _validate(self, request: JobRequest, request_id: str) -> CreateResult:
-        details = self.provider_for(request.provider).validate(request.params)
+    def _waited_out(
+        self, request: JobRequest, request_id: str, connection: Connection, ended: Ended
+    ) -> CreateResult:
+        self._leave(connection, request_id)
+        event = waited_out_event(
+            source=self.settings.event_source,
+            request_id=request_id,
+            provider=request.provider,
+            connection=connection.name,
+            deadline_at=ended.deadline_at,
+            waited_for=ended.waited_for,
+            metadata=request.metadata,
+            now=self.clock(),
+        )
+        self._announce(event, "JobsTimedOut", request.provider)
+        logger.info("deadline passed while waiting", event_id=event.id)
+        return CreateResult(
+            outcome="timed_out", request_id=request_id, provider=request.provider, event_id=event.id
+        )
+
+    def _validate(
+        self, request: JobRequest, request_id: str, connection: Connection
+    ) -> CreateResult:
+        details = self.provider_for(connection.name).validate(request.params)
         event = validated_event(
             source=self.settings.event_source,
             request_id=request_id,
             provider=request.provider,
+            connection=connection.name,
             details=details,
             metadata=request.metadata,
             now=self.clock(),
@@ -247,20 +331,34 @@ class JobCreator:
             outcome="validated", request_id=request_id, provider=request.provider, event_id=event.id
         )
 
-    def _create_and_track(self, request: JobRequest, request_id: str) -> CreateResult:
-        provider = self.provider_for(request.provider)
+    def _create_and_track(
+        self, request: JobRequest, request_id: str, connection: Connection, message: QueueMessage
+    ) -> CreateResult:
+        provider = self.provider_for(connection.name)
+        deadline = request.tracking.deadline_seconds or self.settings.default_deadline_seconds
+        entered = self._enter(connection, request_id, message.body, deadline)
+        if isinstance(entered, Ended):
+            if entered.why == "waited_out":
+                return self._waited_out(request, request_id, connection, entered)
+            cancel = self.ledger.cancel_of(request_id)
+            assert cancel is not None  # Ended("cancelled") only after reading one
+            self._leave(connection, request_id)
+            return self._cancelled_before_creation(request, request_id, cancel, connection)
         created, adopted = self._create_once(provider, request, request_id)
         now = self.clock()
-        deadline = request.tracking.deadline_seconds or self.settings.default_deadline_seconds
         interval = request.tracking.poll_interval_seconds or self.settings.poll_interval_seconds
         report = created.report
+        deadline_at = entered.deadline_at or now + timedelta(seconds=deadline)
+        deadline = max(1, math.ceil((deadline_at - now).total_seconds()))
         job = JobRef(
             request_id=request_id,
             provider=request.provider,
+            connection=connection.name,
+            holds_slot=entered.holds_slot,
             remote_job_id=created.remote_job_id,
             locator=created.locator,
             created_at=now,
-            deadline_at=now + timedelta(seconds=deadline),
+            deadline_at=deadline_at,
             poll_interval_seconds=interval,
             outage_wait_seconds=self.settings.provider_outage_wait_seconds,
             min_poll_seconds=request.tracking.min_poll_seconds,
@@ -354,6 +452,8 @@ class JobCreator:
         code: str,
         reason: str,
         problems: list[FieldProblem],
+        *,
+        connection: str | None = None,
     ) -> CreateResult:
         metadata = _metadata_hint(message.body)
         # An SNS message holds 256 KiB: a body with thousands of bad fields is reported by
@@ -370,6 +470,7 @@ class JobCreator:
             problems=problems[:MAX_EVENT_PROBLEMS],
             metadata=metadata,
             details=details,
+            connection=connection,
             now=self.clock(),
         )
         # The DLQ copy first: if the publish then fails, the retry may copy twice, but it

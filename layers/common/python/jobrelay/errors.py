@@ -116,3 +116,16 @@ class JobClaimed(JobRelayError):
     def __init__(self, message: str, owner: str | None = None) -> None:
         super().__init__(message)
         self.owner = owner
+
+
+class RequestWaiting(JobRelayError):
+    """The request waits for its connection (a free slot, or the next minute's creates): it
+    is kept in the limits table or sent back to the queue with a delay, so its message is
+    done with for now. Not a failure: CreateJob reports the record handled."""
+
+    code = "REQUEST_WAITING"
+
+    def __init__(self, message: str, *, connection: str, waiting_for: str) -> None:
+        super().__init__(message)
+        self.connection = connection
+        self.waiting_for = waiting_for

@@ -67,6 +67,7 @@ def rejected_event(
     problems: list[FieldProblem],
     metadata: dict[str, MetadataValue] | None = None,
     details: dict[str, Any] | None = None,
+    connection: str | None = None,
     now: datetime | None = None,
 ) -> OutcomeEvent:
     """A request refused before any job existed: by our validation or by the provider."""
@@ -74,6 +75,7 @@ def rejected_event(
     data = OutcomeData(
         request_id=request_id,
         provider=provider or "unknown",
+        connection=connection,
         status=JobStatus.REJECTED,
         finished_at=finished,
         error=ErrorInfo(
@@ -101,12 +103,14 @@ def validated_event(
     provider: str,
     details: dict[str, Any],
     metadata: dict[str, MetadataValue],
+    connection: str | None = None,
     now: datetime | None = None,
 ) -> OutcomeEvent:
     """A dry run the provider accepted: nothing was created."""
     data = OutcomeData(
         request_id=request_id,
         provider=provider,
+        connection=connection,
         status="VALIDATED",
         finished_at=now or datetime.now(UTC),
         details=details,
@@ -146,12 +150,14 @@ def cancelled_event(
     provider: str,
     cancel: dict[str, Any],
     metadata: dict[str, MetadataValue],
+    connection: str | None = None,
     now: datetime | None = None,
 ) -> OutcomeEvent:
     """A request cancelled before any job was created for it: none ever will be."""
     data = OutcomeData(
         request_id=request_id,
         provider=provider,
+        connection=connection,
         status=JobStatus.CANCELLED,
         finished_at=now or datetime.now(UTC),
         error=ErrorInfo(
@@ -165,6 +171,42 @@ def cancelled_event(
     return _event(
         source=source,
         event_type="jobrelay.job.cancelled",
+        provider=provider,
+        subject_id=f"request/{request_id}",
+        data=data,
+    )
+
+
+def waited_out_event(
+    *,
+    source: str,
+    request_id: str,
+    provider: str,
+    connection: str,
+    deadline_at: datetime,
+    waited_for: str,
+    metadata: dict[str, MetadataValue],
+    now: datetime | None = None,
+) -> OutcomeEvent:
+    """A request that was still waiting for its connection (a free slot, or the creation
+    rate) at its deadline: it ends `timed_out`, and no job was ever created."""
+    data = OutcomeData(
+        request_id=request_id,
+        provider=provider,
+        connection=connection,
+        status=JobStatus.TIMED_OUT,
+        finished_at=now or datetime.now(UTC),
+        error=ErrorInfo(
+            code="DEADLINE_EXCEEDED",
+            message=f"still waiting for connection {connection!r} ({waited_for}) at its "
+            f"deadline {deadline_at.isoformat()}; no job was created",
+        ),
+        details={"job_created": False, "waited_for": waited_for},
+        metadata=metadata,
+    )
+    return _event(
+        source=source,
+        event_type="jobrelay.job.timed_out",
         provider=provider,
         subject_id=f"request/{request_id}",
         data=data,
@@ -218,6 +260,7 @@ def outcome_event(state: TrackerState, *, source: str, now: datetime | None = No
     data = OutcomeData(
         request_id=job.request_id,
         provider=job.provider,
+        connection=job.connection_name,
         remote_job_id=job.remote_job_id,
         status=status,
         raw_status=poll.raw_status,
@@ -239,9 +282,13 @@ def outcome_event(state: TrackerState, *, source: str, now: datetime | None = No
 
 
 def message_attributes(event: OutcomeEvent) -> dict[str, dict[str, str]]:
-    """SNS message attributes subscribers filter on."""
-    return {
+    """SNS message attributes subscribers filter on (`connection` once it is known: a
+    request rejected before its connection was read has none)."""
+    attributes = {
         "event_type": {"DataType": "String", "StringValue": event.type},
         "provider": {"DataType": "String", "StringValue": event.data.provider},
         "status": {"DataType": "String", "StringValue": str(event.data.status)},
     }
+    if event.data.connection:
+        attributes["connection"] = {"DataType": "String", "StringValue": event.data.connection}
+    return attributes

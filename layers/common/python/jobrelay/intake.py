@@ -22,6 +22,7 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from jobrelay.creation import CreateResult, JobCreator, QueueMessage
+from jobrelay.errors import RequestWaiting
 from jobrelay.observability import logger
 from jobrelay.providers.pool import ProviderPool
 from jobrelay.settings import CreateJobSettings
@@ -79,6 +80,10 @@ class CreateJobService:
         logger.thread_safe_append_keys(request_id=message.request_key)
         try:
             result = self.create_once(creator, message=message)
+        except RequestWaiting as exc:
+            # Queued for its connection, or sent back for later: this message is done with.
+            logger.info("request waits", connection=exc.connection, waiting_for=exc.waiting_for)
+            return {"outcome": "waiting", "request_id": message.request_key}
         except Exception as exc:
             logger.warning(
                 "record will be retried", error_type=type(exc).__name__, error=str(exc)[:500]

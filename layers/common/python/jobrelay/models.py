@@ -46,6 +46,12 @@ SafeId = Annotated[
     StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:=+@-]*$"),
 ]
 RequestId = SafeId
+# A connection's name (docs/connections.md): a provider account jobrelay reaches, kept as the
+# secret `<CONNECTIONS_PREFIX><name>`; a request without one uses the connection named after
+# its provider (the default, today's configuration).
+ConnectionName = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+]
 MAX_METADATA_BYTES = 2048
 # The longest deadline a request may set: 30 days. Not a Step Functions limit (a tracker
 # continues as a new execution every ROUNDS_PER_EXECUTION rounds, so neither the 25,000-event
@@ -170,6 +176,10 @@ class RequestBase(Contract):
     request_id: RequestId | None = None
     tracking: Tracking = Field(default_factory=Tracking)
     metadata: Metadata = Field(default_factory=dict)
+    connection: ConnectionName | None = Field(
+        default=None,
+        description="The provider account to use (default: the connection named after the provider).",
+    )
     provider: str
     params: Contract
 
@@ -233,6 +243,14 @@ class JobRef(LazyModel):
 
     request_id: RequestId
     provider: ProviderName
+    connection: str = Field(
+        default="",
+        description="The connection that created the job (its name, never its credential); "
+        "empty for the provider's default.",
+    )
+    holds_slot: bool = Field(
+        default=False, description="The job holds one of its connection's `max_in_flight` slots."
+    )
     remote_job_id: str
     locator: dict[str, str] = Field(
         default_factory=dict,
@@ -255,6 +273,11 @@ class JobRef(LazyModel):
         le=MAX_GENERATION,
         description="Which execution of this request's tracker carries the job (0: the first).",
     )
+
+    @property
+    def connection_name(self) -> str:
+        """The connection to reach the job through: its own, or its provider's default."""
+        return self.connection or self.provider
 
 
 class PollResult(LazyModel):
@@ -337,6 +360,9 @@ EventType = Literal[
 class OutcomeData(LazyModel):
     request_id: str
     provider: str
+    connection: str | None = Field(
+        default=None, description="The connection the request used (its name)."
+    )
     remote_job_id: str | None = None
     status: JobStatus | Literal["VALIDATED"]
     raw_status: str | None = None

@@ -27,6 +27,8 @@ class OutcomeReporter:
     source: str
     # Where the request's outcome is noted once published (status and cancels read it).
     ledger: JobLedger | None = None
+    # Frees the slot of a job that held one, once its outcome is out (connection limits).
+    free_slot: Callable[[str, str], None] | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     def publish(self, state: TrackerState) -> PublishResult:
@@ -44,6 +46,8 @@ class OutcomeReporter:
             self.ledger.record_outcome(
                 state.job.request_id, event_type=event.type, event_id=event.id
             )
+        if state.job.holds_slot and self.free_slot is not None:
+            self.free_slot(state.job.connection_name, state.job.request_id)
         logger.info("outcome published", event_id=event.id, event_type=event.type)
         return PublishResult(
             event_id=event.id,

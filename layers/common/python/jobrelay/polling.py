@@ -142,7 +142,7 @@ class JobPoller:
 
     def _poll(self, state: TrackerState) -> TrackerState:
         job = state.job
-        provider = self.provider_for(job.provider)
+        provider = self.provider_for(job.connection_name)
         rounds = state.poll.rounds + 1
         try:
             report = provider.get_status(job)
@@ -336,7 +336,7 @@ class JobPoller:
         what is known.
         """
         job = polled.job
-        provider = self.provider_for(job.provider)
+        provider = self.provider_for(job.connection_name)
         if not provider.can_cancel:
             return _ended(polled, ending, cancelled=False)
         # The deadline's stop is retried by the definition (CancelJob's Retry); a cancel's

@@ -3,6 +3,7 @@ DynamoDB. `jobrelay.aws` implements them with boto3; `tests/fakes.py` in memory.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -41,6 +42,11 @@ class LedgerEntry:
     created_at: datetime | None
     outcome_type: str | None = None
     outcome_id: str | None = None
+    # Set while the request waits for its connection (`slot` or `rate`), and from its first
+    # wait on: when it arrived (its deadline counts from then) and through which connection.
+    waiting_for: str | None = None
+    arrived_at: datetime | None = None
+    connection: str | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +99,91 @@ class JobLedger(Protocol):
     def record_outcome(self, request_id: str, *, event_type: str, event_id: str) -> None:
         """Note the request's published outcome (status and steering read it)."""
         ...
+
+    def note_waiting(
+        self, request_id: str, *, connection: str, waiting_for: str, at: datetime
+    ) -> datetime:
+        """Note the request waits for its connection; answers when it first arrived."""
+        ...
+
+
+@dataclass(frozen=True)
+class Waiter:
+    """A request waiting for a slot of its connection, kept in arrival order (`key`) with
+    the message that is sent back to the queue when its turn comes."""
+
+    connection: str
+    request_id: str
+    key: str
+    deadline_at: datetime
+    body: str
+
+
+@dataclass(frozen=True)
+class SlotsView:
+    """A connection's slots as they stand: its cap, who holds one (until their deadline),
+    and how many wait."""
+
+    connection: str
+    cap: int
+    held: dict[str, datetime]
+    waiting: int
+
+
+class ConnectionSlots(Protocol):
+    """The `max_in_flight` slots of each connection and the requests waiting for one, in
+    arrival order, and the per-minute count of creates (`max_creates_per_minute`)."""
+
+    def take(
+        self, connection: str, request_id: str, *, cap: int, deadline_at: datetime
+    ) -> datetime | None:
+        """A slot for the request if it holds one already (answers the deadline it holds it
+        to) or one is free and nobody waits; None otherwise."""
+        ...
+
+    def wait(self, waiter: Waiter, *, cap: int) -> None:
+        """Queue the request (once: a request already queued keeps its place)."""
+        ...
+
+    def admit(self, connection: str) -> list[Waiter]:
+        """Hand free slots to the oldest waiters; answers those admitted, whose messages the
+        caller sends back to the queue."""
+        ...
+
+    def release(self, connection: str, request_id: str) -> None:
+        """Free the request's slot, if it holds one."""
+        ...
+
+    def leave(self, connection: str, key: str) -> Waiter | None:
+        """Take a waiter out of the queue; answers it if it was still there."""
+        ...
+
+    def reclaim(
+        self, connection: str, stale: Callable[[str, datetime], bool], now: datetime
+    ) -> list[str]:
+        """Free the slots whose holder `stale` says is done (at most once a minute per
+        connection); answers their request ids."""
+        ...
+
+    def count_create(self, connection: str, per_minute: int, now: datetime) -> float:
+        """Count a create in this minute's window: 0 if within `per_minute`, else the seconds
+        until the next window."""
+        ...
+
+    def view(self, connection: str) -> SlotsView | None:
+        """The connection's slots, if it has any."""
+        ...
+
+    def position(self, connection: str, key: str) -> int:
+        """A waiter's place in its connection's queue (1: next)."""
+        ...
+
+
+class RequestQueue(Protocol):
+    """The job requests queue: a waiting request's message goes back to it when its turn
+    comes (or after `delay_seconds`, to look at its deadline again)."""
+
+    def send(self, body: str, *, delay_seconds: int = 0) -> str: ...
 
 
 class TrackerControl(Protocol):

@@ -49,6 +49,14 @@ class ProviderEntry:
         return f"{self.name.upper()}_API_KEY_SECRET_ARN"
 
     @property
+    def allowed_hosts_env(self) -> str:
+        return f"{self.name.upper()}_ALLOWED_HOSTS"
+
+    @property
+    def allowed_hosts_parameter(self) -> str:
+        return f"{self.name.capitalize()}AllowedHosts"
+
+    @property
     def base_url_parameter(self) -> str:
         return f"{self.name.capitalize()}BaseUrl"
 

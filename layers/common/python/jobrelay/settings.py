@@ -77,23 +77,52 @@ class Settings(LazyModel):
     max_poll_seconds: Annotated[int, Field(ge=1, le=86_400)] = 3600
     rounds_per_execution: Annotated[int, Field(ge=2, le=2000)] = ROUNDS_PER_EXECUTION
     providers: dict[ProviderName, ProviderSettings] = Field(default_factory=dict)
+    # Named connections (docs/connections.md): each one the secret `<prefix><name>`; empty
+    # when the stack keeps none (every request then uses its provider's default).
+    connections_prefix: str = ""
+    # The hosts a connection's base URL may name, per provider (`<NAME>_ALLOWED_HOSTS`,
+    # comma-separated; unset: the provider's public API hosts).
+    allowed_hosts: dict[ProviderName, tuple[str, ...]] = Field(default_factory=dict)
+    # Connection limits: the slots and waiting requests (DynamoDB), and the queue a waiting
+    # request is sent back to when its turn comes.
+    limits_table: str = ""
+    jobs_queue_url: str = ""
 
     @model_validator(mode="before")
     @classmethod
     def _providers_from_variables(cls, data: Any) -> Any:
-        if not isinstance(data, Mapping) or "providers" in data or "PROVIDERS" in data:
+        if not isinstance(data, Mapping):
             return data
         from jobrelay.registry import REGISTRY
 
-        providers = {
-            name: {
-                "base_url": data[entry.base_url_env],
-                "api_key_secret_arn": data.get(entry.secret_env, ""),
+        derived: dict[str, Any] = {}
+        if "providers" not in data and "PROVIDERS" not in data:
+            derived["providers"] = {
+                name: {
+                    "base_url": data[entry.base_url_env],
+                    "api_key_secret_arn": data.get(entry.secret_env, ""),
+                }
+                for name, entry in REGISTRY.items()
+                if data.get(entry.base_url_env)
             }
-            for name, entry in REGISTRY.items()
-            if data.get(entry.base_url_env)
-        }
-        return {**data, "providers": providers}
+        if "allowed_hosts" not in data and "ALLOWED_HOSTS" not in data:
+            derived["allowed_hosts"] = {
+                name: tuple(
+                    host.strip().lower()
+                    for host in str(data[entry.allowed_hosts_env]).split(",")
+                    if host.strip()
+                )
+                for name, entry in REGISTRY.items()
+                if data.get(entry.allowed_hosts_env)
+            }
+        return {**data, **derived}
+
+    def hosts_allowed(self, provider: str) -> tuple[str, ...]:
+        """The hosts a connection of `provider` may send its credential to."""
+        from jobrelay.registry import REGISTRY
+
+        configured = self.allowed_hosts.get(provider)
+        return configured if configured else REGISTRY[provider].adapter.public_hosts
 
     def provider(self, name: ProviderName) -> ProviderSettings:
         try:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     )
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
+    from jobrelay.admission import Gate
     from jobrelay.creation import CreateResult, JobCreator, QueueMessage
     from jobrelay.intake import CreateJobService
     from jobrelay.models import TrackerState
@@ -65,6 +66,20 @@ def _idempotency(
     return config, persistence
 
 
+def _gate(current: settings.CreateJobSettings | settings.PublishOutcomeSettings) -> Gate | None:
+    """Connection limits, where the function has the limits table and the queue."""
+    if not (current.limits_table and current.jobs_queue_url):
+        return None
+    from jobrelay import aws_limits
+    from jobrelay.admission import Gate
+
+    return Gate(
+        slots=aws_limits.get_slots(current.limits_table),
+        queue=aws_limits.get_request_queue(current.jobs_queue_url),
+        ledger=aws.get_ledger(current.idempotency_table, current.idempotency_ttl_seconds),
+    )
+
+
 @lru_cache(maxsize=1)
 def create_job_service() -> CreateJobService:
     """CreateJob, idempotent per request: a duplicate delivery returns the first result."""
@@ -87,6 +102,8 @@ def create_job_service() -> CreateJobService:
         output_serializer=PydanticSerializer(model=CreateResult),
     )(_create)
 
+    gate = _gate(current)
+
     def creator_for(pool: ProviderPool) -> JobCreator:
         return JobCreator(
             settings=current,
@@ -96,6 +113,8 @@ def create_job_service() -> CreateJobService:
             dead_letters=aws.get_dead_letter_queue(current.dlq_url),
             ledger=aws.get_ledger(current.idempotency_table, current.idempotency_ttl_seconds),
             trackers=aws.get_tracker_starter(current.state_machine_arn),
+            connection_of=pool.connection,
+            gate=gate,
         )
 
     return CreateJobService(
@@ -145,6 +164,9 @@ def publish_outcome_service() -> PublishOutcomeService:
         source=current.event_source,
         ledger=aws.get_ledger(current.idempotency_table, current.idempotency_ttl_seconds),
     )
+    gate = _gate(current)
+    if gate is not None:
+        reporter.free_slot = gate.free
     return PublishOutcomeService(config=config, publish_once=publish_once, reporter=reporter)
 
 
@@ -188,3 +210,6 @@ def reset() -> None:
     tracker_ended_service.cache_clear()
     secrets.secrets_provider.cache_clear()
     aws.forget()
+    from jobrelay.providers.pool import forget_directories
+
+    forget_directories()

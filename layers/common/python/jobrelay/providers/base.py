@@ -82,6 +82,11 @@ class Provider(ABC):
     title: ClassVar[str]
     params_model: ClassVar[type[BaseModel]]
     default_base_url: ClassVar[str]
+    # The provider's public API hosts: where a connection may send its credential unless the
+    # stack allows others (`<NAME>_ALLOWED_HOSTS`).
+    public_hosts: ClassVar[tuple[str, ...]]
+    # The credential forms a connection of this provider may give besides `api_key`.
+    credential_forms: ClassVar[frozenset[str]] = frozenset({"api_key"})
     can_cancel: ClassVar[bool] = False
 
     def __init__(self, http: ProviderHttp, base_url: str, key: SecretKey) -> None:

@@ -141,6 +141,7 @@ class DeepsetProvider(Provider):
     title = "deepset Cloud"
     params_model = DeepsetParams
     default_base_url = "https://api.cloud.deepset.ai"
+    public_hosts = ("api.cloud.deepset.ai", "api.us.deepset.ai")
     can_cancel = False  # no cancel endpoint is documented: the deadline stops tracking only
 
     def _jobs_path(self, workspace_id: object) -> str:

@@ -219,6 +219,8 @@ class MatatikaProvider(Provider):
     title = "Matatika"
     params_model = MatatikaParams
     default_base_url = "https://app.matatika.com"
+    public_hosts = ("app.matatika.com", "identity.matatika.com")
+    credential_forms = frozenset({"api_key", "token", "client_credentials"})
     can_cancel = True
     retry_grace_seconds: ClassVar[float] = RETRY_GRACE_SECONDS
 

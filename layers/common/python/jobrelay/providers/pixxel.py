@@ -167,6 +167,7 @@ class PixxelProvider(Provider):
     title = "Pixxel"
     params_model = PixxelParams
     default_base_url = "https://api.pixxel.space"
+    public_hosts = ("api.pixxel.space",)
     can_cancel = False  # no cancel, stop or delete endpoint exists
 
     def auth_headers(self, *, refresh: bool = False) -> dict[str, str]:

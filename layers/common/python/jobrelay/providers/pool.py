@@ -1,5 +1,5 @@
 """Adapters built from settings: one pooled HTTP client per invocation, one adapter per
-provider on it, and the process's one verifying TLS context."""
+connection on it, and the process's one verifying TLS context."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from functools import lru_cache
 import certifi
 import httpx
 
+from jobrelay.connections import Connection, ConnectionDirectory
 from jobrelay.providers.base import Provider
 from jobrelay.providers.http import ProviderHttp, RetryPolicy
 from jobrelay.registry import REGISTRY
@@ -43,30 +44,75 @@ def http_client(settings: Settings, *, max_connections: int = 32) -> httpx.Clien
 def build_provider(
     name: str, settings: Settings, client: httpx.Client, *, key: SecretKey | None = None
 ) -> Provider:
-    """The adapter for `name`, wired to its configured base URL and API key secret."""
+    """The adapter for provider `name`'s default connection (its configured base URL and
+    API key secret)."""
     config = settings.provider(name)
-    http = ProviderHttp(
-        client, provider=name, retry=RetryPolicy(max_attempts=settings.http_max_attempts)
-    )
     secret = key or SecretKey(config.api_key_secret_arn, max_age=settings.secret_max_age_seconds)
-    return REGISTRY[name].adapter(http, config.root, secret)
+    return adapter_for(
+        Connection(name=name, provider=name, root=config.root, key=secret), settings, client
+    )
+
+
+def adapter_for(connection: Connection, settings: Settings, client: httpx.Client) -> Provider:
+    """The adapter of `connection`'s provider, reaching it with its base URL and credential."""
+    http = ProviderHttp(
+        client,
+        provider=connection.provider,
+        retry=RetryPolicy(max_attempts=settings.http_max_attempts),
+    )
+    return REGISTRY[connection.provider].adapter(http, connection.root, connection.key)
+
+
+_directories: dict[int, tuple[Settings, ConnectionDirectory]] = {}
+
+
+def directory_for(settings: Settings) -> ConnectionDirectory:
+    """The process's connection directory for these settings (its cache of documents and
+    absent names), kept across invocations."""
+    with _directories_lock:
+        kept = _directories.get(id(settings))
+        if kept is None or kept[0] is not settings:
+            kept = _directories[id(settings)] = (settings, ConnectionDirectory(settings))
+        return kept[1]
+
+
+def forget_directories() -> None:
+    with _directories_lock:
+        _directories.clear()
+
+
+_directories_lock = threading.Lock()
 
 
 class ProviderPool:
-    """One HTTP client (one connection pool) and one adapter per provider, for one
-    invocation: `with ProviderPool(settings) as provider_for: provider_for("pixxel")`."""
+    """One HTTP client (one connection pool) and one adapter per connection, for one
+    invocation: `with ProviderPool(settings) as provider_for: provider_for("geo-team")`.
+    A provider's name is its default connection."""
 
-    def __init__(self, settings: Settings, client: httpx.Client | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        client: httpx.Client | None = None,
+        directory: ConnectionDirectory | None = None,
+    ) -> None:
         self.settings = settings
         self.client = client or http_client(settings)
+        self.directory = directory or directory_for(settings)
         self._lock = threading.Lock()
         self._providers: dict[str, Provider] = {}
 
+    def connection(self, name: str, *, provider: str | None = None) -> Connection:
+        """The connection `name` (see `ConnectionDirectory.get`)."""
+        return self.directory.get(name, provider=provider)
+
     def __call__(self, name: str) -> Provider:
         with self._lock:
-            if name not in self._providers:
-                self._providers[name] = build_provider(name, self.settings, self.client)
-            return self._providers[name]
+            adapter = self._providers.get(name)
+        if adapter is None:
+            adapter = adapter_for(self.connection(name), self.settings, self.client)
+            with self._lock:
+                adapter = self._providers.setdefault(name, adapter)
+        return adapter
 
     def close(self) -> None:
         self.client.close()

@@ -1,0 +1,280 @@
+"""Connections: the provider accounts jobrelay reaches, each a name, a provider, a base URL, a
+credential and optional limits (docs/connections.md).
+
+A connection is one Secrets Manager secret, `<CONNECTIONS_PREFIX><name>`, whose value is a
+JSON `ConnectionDocument`; adding one needs no redeploy. A request names one with
+`connection`; without it, the connection named after its provider, which is the secret of
+that name when there is one and otherwise today's configuration (`<NAME>_BASE_URL` and
+`<NAME>_API_KEY_SECRET_ARN`). Documents are read through Powertools parameters and cached
+like API keys; a name that has no secret is remembered as absent for as long.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import AnyHttpUrl, Field, ValidationError, model_validator
+
+from jobrelay.errors import ConfigurationError, FieldProblem, RequestInvalid
+from jobrelay.models import Contract, ProviderName
+from jobrelay.secrets import SecretKey
+from jobrelay.settings import ProviderSettings, Settings
+
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+Secret = Annotated[str, Field(min_length=1, max_length=8192)]
+
+
+class ConnectionUnknown(RequestInvalid):
+    """A request names a connection the stack does not have, or one of another provider:
+    refused before any provider call (a rejected event naming `connection`)."""
+
+    code = "CONNECTION_UNKNOWN"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(
+            message, [FieldProblem(field="connection", message=message, kind="connection")]
+        )
+
+
+class ConnectionDocument(Contract):
+    """A connection's secret value. One credential form: `api_key` (every provider), or for
+    providers that take them, a bearer `token` or OAuth client credentials (`client_id`,
+    `client_secret`, optionally `token_url` and `audience`)."""
+
+    provider: ProviderName
+    base_url: AnyHttpUrl
+    api_key: Secret | None = None
+    token: Secret | None = None
+    client_id: Secret | None = None
+    client_secret: Secret | None = None
+    token_url: AnyHttpUrl | None = None
+    audience: Annotated[str, Field(max_length=512)] | None = None
+    max_in_flight: Annotated[int, Field(ge=1, le=100_000, strict=True)] | None = None
+    max_creates_per_minute: Annotated[int, Field(ge=1, le=100_000, strict=True)] | None = None
+    description: Annotated[str, Field(max_length=1000)] | None = None
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> ConnectionDocument:
+        from jobrelay.registry import REGISTRY
+
+        forms = [
+            form
+            for form, given in (
+                ("api_key", self.api_key is not None),
+                ("token", self.token is not None),
+                (
+                    "client_credentials",
+                    self.client_id is not None or self.client_secret is not None,
+                ),
+            )
+            if given
+        ]
+        if len(forms) != 1:
+            raise ValueError("give exactly one of api_key, token, or client_id and client_secret")
+        if forms[0] == "client_credentials" and not (self.client_id and self.client_secret):
+            raise ValueError("client credentials need both client_id and client_secret")
+        allowed = REGISTRY[self.provider].adapter.credential_forms
+        if forms[0] not in allowed:
+            raise ValueError(f"{self.provider} connections take {', '.join(sorted(allowed))}")
+        if (self.token_url or self.audience) and forms[0] != "client_credentials":
+            raise ValueError("token_url and audience go with client credentials")
+        return self
+
+    def credential(self) -> str:
+        """The credential as the adapter takes it: the key or token itself, or the client
+        credentials as JSON (the form a Matatika API key secret may hold)."""
+        if self.api_key is not None:
+            return self.api_key
+        if self.token is not None:
+            return self.token
+        client = {"client_id": self.client_id, "client_secret": self.client_secret}
+        if self.token_url is not None:
+            client["token_url"] = str(self.token_url)
+        if self.audience is not None:
+            client["audience"] = self.audience
+        return json.dumps(client)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How much jobrelay asks of one connection (none: unbounded)."""
+
+    max_in_flight: int | None = None
+    max_creates_per_minute: int | None = None
+
+    @property
+    def any(self) -> bool:
+        return self.max_in_flight is not None or self.max_creates_per_minute is not None
+
+
+@dataclass(frozen=True)
+class Connection:
+    """A resolved connection: where its provider is, how to read its credential, its limits.
+    `secret_name` is None for a provider's default from the environment."""
+
+    name: str
+    provider: str
+    root: str
+    key: SecretKey
+    limits: Limits = Limits()
+    secret_name: str | None = None
+
+
+def default_connection(name: str) -> Connection:
+    """A provider's connection with no settings behind it (tests and fakes)."""
+    return Connection(name=name, provider=name, root="", key=SecretKey(""))
+
+
+def check_host(url: AnyHttpUrl, allowed: tuple[str, ...], *, what: str) -> None:
+    """https to an allowed host (plain http only to loopback, which must itself be allowed):
+    a connection cannot send its credential anywhere else."""
+    host = (url.host or "").lower()
+    loopback = host in _LOOPBACK or host.startswith("127.")
+    if url.scheme != "https" and not loopback:
+        raise ValueError(f"{what} must be https")
+    if url.path not in (None, "", "/") and what == "base_url":
+        raise ValueError("a base_url is the scheme and host only")
+    if host not in allowed:
+        raise ValueError(f"{what} host {host!r} is not allowed (allowed: {', '.join(allowed)})")
+
+
+# Reads a secret's value: None when no secret has the name; `ConfigurationError` when it
+# exists but cannot be read.
+SecretReader = Callable[[str, int, bool], str | None]
+
+
+def read_secret(name: str, max_age: int, refresh: bool) -> str | None:
+    """A connection secret through Powertools (cached `max_age` s); None if it does not exist."""
+    from aws_lambda_powertools.utilities import parameters
+
+    from jobrelay.secrets import secrets_provider
+
+    try:
+        value = secrets_provider().get(name, max_age=max_age, force_fetch=refresh)
+    except parameters.exceptions.GetParameterError as exc:
+        # Powertools wraps the SDK error; its text carries the error code, never a value.
+        if "ResourceNotFoundException" in str(exc) or "ResourceNotFound" in repr(exc.__context__):
+            return None
+        raise ConfigurationError(f"cannot read the secret {name!r}: {exc}") from exc
+    if isinstance(value, bytes):
+        value = value.decode()
+    return str(value)
+
+
+class ConnectionDirectory:
+    """Resolves connection names, for the life of a process (each document cached `max_age`
+    seconds, the secret's own cache, and a missing one remembered as missing as long)."""
+
+    def __init__(self, settings: Settings, reader: SecretReader = read_secret) -> None:
+        self.settings = settings
+        self.reader = reader
+        self.max_age = settings.secret_max_age_seconds
+        self._absent: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def secret_name(self, name: str) -> str:
+        return f"{self.settings.connections_prefix}{name}"
+
+    def get(self, name: str, *, provider: str | None = None) -> Connection:
+        """The connection `name`, checked to be of `provider` when given.
+
+        `ConnectionUnknown` when there is no such connection (or it is another provider's);
+        `ConfigurationError`, naming the connection, when its secret cannot be read or does
+        not hold a valid document (retried: an operator fixes it, the request is not lost).
+        """
+        from jobrelay.registry import REGISTRY
+
+        document = self.document(name)
+        if document is not None:
+            connection = self._connection(name, document)
+        elif name in REGISTRY:
+            connection = self._default(name)
+        else:
+            raise ConnectionUnknown(f"no connection named {name!r}")
+        if provider is not None and connection.provider != provider:
+            raise ConnectionUnknown(
+                f"connection {name!r} is a {connection.provider} connection, not {provider}"
+            )
+        return connection
+
+    def document(self, name: str, *, refresh: bool = False) -> ConnectionDocument | None:
+        if not self.settings.connections_prefix:
+            return None
+        with self._lock:
+            absent_until = self._absent.get(name, 0.0)
+        if not refresh and time.monotonic() < absent_until:
+            return None
+        raw = self.reader(self.secret_name(name), self.max_age, refresh)
+        if raw is None:
+            with self._lock:
+                self._absent[name] = time.monotonic() + self.max_age
+            return None
+        try:
+            document = ConnectionDocument.model_validate_json(raw)
+            allowed = self.settings.hosts_allowed(document.provider)
+            check_host(document.base_url, allowed, what="base_url")
+            if document.token_url is not None:
+                check_host(document.token_url, allowed, what="token_url")
+        except (ValidationError, ValueError) as exc:
+            raise ConfigurationError(
+                f"connection {name!r} is malformed: {_problems(exc)}"
+            ) from None
+        return document
+
+    def _connection(self, name: str, document: ConnectionDocument) -> Connection:
+        return Connection(
+            name=name,
+            provider=document.provider,
+            root=str(document.base_url).rstrip("/"),
+            key=ConnectionKey(self, name),
+            limits=Limits(document.max_in_flight, document.max_creates_per_minute),
+            secret_name=self.secret_name(name),
+        )
+
+    def _default(self, provider: str) -> Connection:
+        config: ProviderSettings = self.settings.provider(provider)
+        return Connection(
+            name=provider,
+            provider=provider,
+            root=config.root,
+            key=SecretKey(config.api_key_secret_arn, max_age=self.max_age),
+        )
+
+
+class ConnectionKey(SecretKey):
+    """A connection's credential, read from its document (a 401 reads it afresh)."""
+
+    def __init__(self, directory: ConnectionDirectory, name: str) -> None:
+        super().__init__(directory.secret_name(name), max_age=directory.max_age)
+        self.directory = directory
+        self.name = name
+
+    def value(self, *, refresh: bool = False) -> str:
+        document = self.directory.document(self.name, refresh=refresh)
+        if document is None:
+            raise ConfigurationError(f"connection {self.name!r} no longer exists")
+        return document.credential()
+
+
+def _problems(exc: Exception) -> str:
+    """What is wrong with a document, by field, never quoting a value (it may be a key)."""
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in error['loc']) or 'document'}: {error['msg']}"
+            for error in exc.errors(include_url=False, include_input=False)
+        )[:1000]
+    return str(exc)[:1000]
+
+
+def describe(document: ConnectionDocument) -> dict[str, Any]:
+    """A document without its credential (for logs and the CLI)."""
+    return document.model_dump(
+        mode="json",
+        exclude={"api_key", "token", "client_secret"},
+        exclude_none=True,
+    )
