@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from jobrelay_cli import (
+    connection_commands,
     dlq_commands,
     errors,
     request_commands,
@@ -38,6 +39,7 @@ app.command()(request_commands.events)
 app.command()(steer_commands.cancel)
 app.command()(steer_commands.status)
 app.command()(steer_commands.jobs)
+app.command()(connection_commands.connections)
 app.command()(steer_commands.watch)
 app.add_typer(schedule_commands.schedule_app, name="schedule")
 app.add_typer(dlq_commands.dlq_app, name="dlq")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -18,8 +19,8 @@ from jobrelay_cli.console import out
 from jobrelay_cli.errors import CommandError, operation
 from jobrelay_cli.options import Endpoint, Region, StackName
 from jobrelay_cli.target import Stack, connect
-from jobrelay_cli.tracking import RequestStatus, Tracking
-from jobrelay_cli.watch_view import Watch, requests_table
+from jobrelay_cli.tracking import LimitsTableReader, RequestStatus, Tracking, Waiting
+from jobrelay_cli.watch_view import Watch, requests_table, span, waiting_table
 
 # Who a cancel from a local stack's CLI says asked (its credentials name nobody).
 LOCAL_REQUESTER = "jobrelay cli"
@@ -35,11 +36,17 @@ def tracking_of(stack: Stack) -> Tracking:
     ledger = DynamoJobLedger(
         stack.output("IdempotencyTableName"), LEDGER_TTL_SECONDS, client=stack.client("dynamodb")
     )
+    # A stack deployed before connection limits has no limits table: nothing ever waits.
+    limits_table = stack.outputs.get("LimitsTableName")
+    limits = (
+        LimitsTableReader(limits_table, client=stack.client("dynamodb")) if limits_table else None
+    )
     return Tracking(
         stack.client("stepfunctions"),
         stack.output("JobTrackerStateMachineArn"),
         ledger,
         stack.region,
+        limits,
     )
 
 
@@ -78,7 +85,8 @@ def status(
     stack_name: StackName = None,
     region: Region = None,
 ) -> None:
-    """Where a request stands: its job, latest poll, tracker execution, cancel and outcome."""
+    """Where a request stands: its connection, job, latest poll, tracker execution, cancel and
+    outcome; or what it waits for before its job is created."""
     reading = tracking_of(connect(endpoint, stack_name, region)).request(request_id)
     if reading is None:
         raise CommandError(f"no request {request_id} in this stack")
@@ -97,17 +105,26 @@ def jobs(
     stack_name: StackName = None,
     region: Region = None,
 ) -> None:
-    """The requests in flight: each one's job, status and next poll."""
-    readings = tracking_of(connect(endpoint, stack_name, region)).in_flight(provider)
+    """The requests in flight (each one's job, status and next poll), then those waiting for a
+    slot of their connection, per connection, in line."""
+    tracking = tracking_of(connect(endpoint, stack_name, region))
+    readings = tracking.in_flight(provider)
+    known = {r.connection: r.provider for r in readings if r.connection and r.provider}
+    queues = tracking.queues(provider, known)
     if as_json:
-        for reading in readings:
+        waiters = [waiter for queue in queues for waiter in queue.waiters]
+        for reading in [*readings, *waiters]:
             out.print(json.dumps(reading.as_json()), markup=False, highlight=False)
         return
-    if not readings:
-        out.print("no requests in flight", markup=False)
-        return
     now = datetime.now(UTC)
-    out.print(requests_table(readings, [], now, title=f"{len(readings)} request(s) in flight"))
+    if readings:
+        out.print(requests_table(readings, [], now, title=f"{len(readings)} request(s) in flight"))
+    else:
+        out.print("no requests in flight", markup=False)
+    if any(queue.queued for queue in queues):
+        out.print(waiting_table(queues, now))
+    elif queues:
+        out.print(waiting_table(queues, now, title="no requests waiting for a slot"))
 
 
 @operation
@@ -136,7 +153,7 @@ def _status_lines(reading: RequestStatus, now: datetime) -> list[tuple[str, str]
         if value is None:
             return "-"
         seconds = (value - now).total_seconds()
-        relative = f"in {seconds:.0f}s" if seconds >= 0 else f"{-seconds:.0f}s ago"
+        relative = f"in {span(seconds)}" if seconds >= 0 else f"{span(-seconds)} ago"
         return f"{value.isoformat(timespec='seconds')} ({relative})"
 
     status = reading.status or "not tracked"
@@ -151,11 +168,14 @@ def _status_lines(reading: RequestStatus, now: datetime) -> list[tuple[str, str]
         cancel = f"asked by {asked.requested_by} {when(asked.requested_at)}"
         cancel += f": {asked.reason}" if asked.reason else ""
     outcome = f"{reading.outcome.type} (id {reading.outcome.id})" if reading.outcome else "-"
+    waiting = [] if reading.waiting is None else [("waiting", waiting_for(reading.waiting, when))]
     return [
         ("request", reading.request_id),
         ("provider", reading.provider or "-"),
+        ("connection", reading.connection or "-"),
         ("remote job", reading.remote_job_id or "-"),
         ("status", status),
+        *waiting,
         ("created", when(reading.created_at)),
         ("last poll", when(reading.last_poll_at)),
         ("next poll", when(reading.next_poll_at)),
@@ -166,3 +186,37 @@ def _status_lines(reading: RequestStatus, now: datetime) -> list[tuple[str, str]
         ("cancel", cancel),
         ("outcome", outcome),
     ]
+
+
+def waiting_for(waiting: Waiting, when: Callable[[datetime | None], str]) -> str:
+    """What a waiting request waits for, in one sentence (`status`'s waiting line)."""
+    name = waiting.connection
+    slots = ""
+    if waiting.cap is not None and waiting.in_flight is not None:
+        slots = f" ({waiting.in_flight} of {waiting.cap} in flight)"
+    if waiting.waiting_for == "rate":
+        told = f"for the creation rate of connection {name}"
+        if waiting.holds_slot:
+            told += ", holding one of its slots"
+    elif waiting.waiting_for != "slot":
+        told = f"for {waiting.waiting_for} of connection {name}"
+    elif waiting.holds_slot:
+        told = f"for its job to be created: a slot of connection {name} came to it{slots}"
+    else:
+        told = f"for a slot of connection {name}{slots}"
+        if waiting.position is not None:
+            told += f", {ordinal(waiting.position)} in line"
+            if waiting.queued is not None and waiting.queued > waiting.position:
+                told += f" of {waiting.queued}"
+        elif waiting.cap is not None:
+            told += ", joining or leaving its line"
+    if waiting.since is not None:
+        told += f", since {when(waiting.since)}"
+    return told
+
+
+def ordinal(number: int) -> str:
+    """1st, 2nd, 3rd, 4th, …, 11th, 12th, 13th, 21st."""
+    if 10 <= number % 100 <= 20:
+        return f"{number}th"
+    return f"{number}{ {1: 'st', 2: 'nd', 3: 'rd'}.get(number % 10, 'th') }"

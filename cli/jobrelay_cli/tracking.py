@@ -1,17 +1,20 @@
-"""Where a request stands, read from its stack: its current tracker execution (Step Functions)
-and the job ledger (DynamoDB); and the requests in flight."""
+"""Where a request stands, read from its stack: its current tracker execution (Step Functions),
+the job ledger (DynamoDB) and, for a request waiting for its connection, the limits table; and
+the requests in flight and those waiting."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from jobrelay.admission import WAITER_PREFIX, waiter_key
 from jobrelay.aws import StepFunctionsTrackerStarter
+from jobrelay.aws_limits import DynamoConnectionSlots
 from jobrelay.models import TrackerState
-from jobrelay.ports import CancelRecord, LedgerEntry
+from jobrelay.ports import CancelRecord, LedgerEntry, SlotsView, Waiter
 from pydantic import ValidationError
 
 CONSOLE_URL = (
@@ -23,6 +26,10 @@ CONSOLE_URL = (
 HISTORY_PAGE = 200
 # Executions a closed-since look reads: the newest started first (ListExecutions' order).
 RECENT_EXECUTIONS = 100
+# Waiting requests `jobs` lists per connection (the oldest; the rest are counted).
+WAITERS_SHOWN = 100
+# What a request is while it waits for its connection (no tracker yet, no job).
+WAITING = "WAITING"
 
 
 class LedgerReader(Protocol):
@@ -31,6 +38,87 @@ class LedgerReader(Protocol):
     def entry(self, request_id: str) -> LedgerEntry | None: ...
 
     def cancel_of(self, request_id: str) -> CancelRecord | None: ...
+
+
+class LimitsReader(Protocol):
+    """What status and jobs read of the limits table (`LimitsTableReader` is one)."""
+
+    def connections(self) -> list[str]: ...
+
+    def view(self, connection: str) -> SlotsView | None: ...
+
+    def waiters(self, connection: str, limit: int = 100) -> list[Waiter]: ...
+
+    def waiter(self, connection: str, key: str) -> Waiter | None: ...
+
+    def position(self, connection: str, key: str) -> int: ...
+
+
+class LimitsTableReader(DynamoConnectionSlots):
+    """The limits table as the CLI reads it: the layer's reads, and one waiter by its key
+    (no request path needs that read, so the layer has none)."""
+
+    def waiter(self, connection: str, key: str) -> Waiter | None:
+        item = self.client.get_item(
+            TableName=self.table_name,
+            Key={"pk": {"S": connection}, "sk": {"S": key}},
+            ConsistentRead=True,
+            # Not the message: it may be 256 KB and status shows none of it.
+            ProjectionExpression="request_id, deadline",
+        ).get("Item")
+        if not item:
+            return None
+        return Waiter(
+            connection=connection,
+            request_id=str(item["request_id"]["S"]),
+            key=key,
+            deadline_at=datetime.fromtimestamp(int(item["deadline"]["N"]), UTC),
+            body="",
+        )
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """What a request waits for before its job is created: a slot of its connection (its
+    place in line, how many of the connection's slots are held) or its creation rate."""
+
+    connection: str
+    waiting_for: str
+    since: datetime | None = None
+    deadline_at: datetime | None = None
+    # 1-based place in the connection's queue; None when it is not in it (yet, or any more).
+    position: int | None = None
+    # The connection's slots as they stand: its cap, how many are held, how many wait.
+    cap: int | None = None
+    in_flight: int | None = None
+    queued: int | None = None
+    # A slot is held for it: it came to it (its job is being created) or it waits for the rate.
+    holds_slot: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "connection": self.connection,
+            "waiting_for": self.waiting_for,
+            "since": self.since.isoformat() if self.since else None,
+            "deadline_at": self.deadline_at.isoformat() if self.deadline_at else None,
+            "position": self.position,
+            "cap": self.cap,
+            "in_flight": self.in_flight,
+            "queued": self.queued,
+            "holds_slot": self.holds_slot,
+        }
+
+
+@dataclass(frozen=True)
+class ConnectionQueue:
+    """A connection with slots, as `jobs` shows it: its cap, the slots held, and its oldest
+    waiting requests (`queued` counts them all)."""
+
+    connection: str
+    cap: int
+    in_flight: int
+    queued: int
+    waiters: list[RequestStatus]
 
 
 @dataclass(frozen=True)
@@ -45,6 +133,7 @@ class RequestStatus:
 
     request_id: str
     provider: str | None = None
+    connection: str | None = None
     remote_job_id: str | None = None
     status: str | None = None
     raw_status: str | None = None
@@ -60,6 +149,7 @@ class RequestStatus:
     stopped_at: datetime | None = None
     cancel: CancelRecord | None = None
     outcome: Outcome | None = None
+    waiting: Waiting | None = None
 
     def as_json(self) -> dict[str, Any]:
         def when(value: datetime | None) -> str | None:
@@ -69,6 +159,7 @@ class RequestStatus:
         return {
             "request_id": self.request_id,
             "provider": self.provider,
+            "connection": self.connection,
             "remote_job_id": self.remote_job_id,
             "status": self.status,
             "raw_status": self.raw_status,
@@ -92,6 +183,7 @@ class RequestStatus:
             "outcome": None
             if self.outcome is None
             else {"type": self.outcome.type, "id": self.outcome.id},
+            "waiting": None if self.waiting is None else self.waiting.as_json(),
         }
 
 
@@ -101,13 +193,22 @@ def status_of_outcome(event_type: str) -> str:
 
 
 class Tracking:
-    """Reads a stack's requests: `sfn` is its Step Functions client (boto3 or a fake)."""
+    """Reads a stack's requests: `sfn` is its Step Functions client (boto3 or a fake);
+    `limits` is None for a stack without connection limits (deployed before them)."""
 
-    def __init__(self, sfn: Any, state_machine_arn: str, ledger: LedgerReader, region: str):
+    def __init__(
+        self,
+        sfn: Any,
+        state_machine_arn: str,
+        ledger: LedgerReader,
+        region: str,
+        limits: LimitsReader | None = None,
+    ):
         self.sfn = sfn
         self.state_machine_arn = state_machine_arn
         self.ledger = ledger
         self.region = region
+        self.limits = limits
         # The layer's own walk over the generations decides which execution is current.
         self.trackers = StepFunctionsTrackerStarter(state_machine_arn, client=sfn)
 
@@ -127,6 +228,7 @@ class Tracking:
         if entry is not None:
             known["remote_job_id"] = reading.remote_job_id or entry.remote_job_id
             known["created_at"] = reading.created_at or entry.created_at
+            known["connection"] = reading.connection or entry.connection
             if entry.outcome_type and entry.outcome_id:
                 known["outcome"] = Outcome(entry.outcome_type, entry.outcome_id)
         outcome = known.get("outcome") or reading.outcome
@@ -134,7 +236,67 @@ class Tracking:
             known["outcome"] = outcome
             known["status"] = status_of_outcome(outcome.type)
             known["next_poll_at"] = None
+        elif current is None and entry is not None and entry.remote_job_id is None:
+            waiting = self._waiting(entry)
+            if waiting is not None:
+                known.update(status=WAITING, waiting=waiting, deadline_at=waiting.deadline_at)
         return replace(reading, **known)
+
+    def _waiting(self, entry: LedgerEntry) -> Waiting | None:
+        """What a request the ledger says waits (and that has no job) waits for: its place
+        in its connection's queue, or the slot that came to it, or the creation rate."""
+        if entry.waiting_for is None or entry.connection is None:
+            return None
+        waiting = Waiting(entry.connection, entry.waiting_for, since=entry.arrived_at)
+        if self.limits is None:
+            return waiting
+        name, request_id = entry.connection, entry.request_id
+        queued: Waiter | None = None
+        key = waiter_key(entry.arrived_at, request_id) if entry.arrived_at else None
+        if entry.waiting_for == "slot" and key is not None:
+            # Before the slots: a waiter admitted between the two reads is still seen in line.
+            queued = self.limits.waiter(name, key)
+        view = self.limits.view(name)
+        if view is not None:
+            waiting = replace(
+                waiting,
+                cap=view.cap,
+                in_flight=len(view.held),
+                queued=view.waiting,
+                holds_slot=queued is None and request_id in view.held,
+            )
+        if queued is not None and key is not None:
+            return replace(
+                waiting, deadline_at=queued.deadline_at, position=self.limits.position(name, key)
+            )
+        if view is not None and waiting.holds_slot:
+            return replace(waiting, deadline_at=view.held[request_id])
+        return waiting
+
+    def queues(
+        self, provider: str | None = None, providers_of: dict[str, str] | None = None
+    ) -> list[ConnectionQueue]:
+        """Each connection with a slot held or a request waiting, and its oldest waiters in
+        line. With `provider`, only that provider's connections: known by their waiters'
+        messages, else by `providers_of` (connection -> provider, from the running jobs)."""
+        if self.limits is None:
+            return []
+        found: list[ConnectionQueue] = []
+        for name in self.limits.connections():
+            view = self.limits.view(name)
+            if view is None or (not view.held and view.waiting <= 0):
+                continue
+            waiters = self.limits.waiters(name, WAITERS_SHOWN) if view.waiting > 0 else []
+            readings = [
+                _waiter_reading(waiter, place, view) for place, waiter in enumerate(waiters, 1)
+            ]
+            owner = next((r.provider for r in readings if r.provider), None)
+            owner = owner or (providers_of or {}).get(name)
+            if provider is not None and owner != provider:
+                continue
+            queued = max(view.waiting, len(readings))
+            found.append(ConnectionQueue(name, view.cap, len(view.held), queued, readings))
+        return found
 
     def in_flight(self, provider: str | None = None) -> list[RequestStatus]:
         """One reading per request whose tracker runs (the newest generation of a request
@@ -195,6 +357,7 @@ class Tracking:
         return RequestStatus(
             request_id=job.request_id,
             provider=job.provider,
+            connection=job.connection_name,
             remote_job_id=job.remote_job_id,
             status=str(poll.status),
             raw_status=poll.raw_status,
@@ -234,6 +397,46 @@ class Tracking:
             if not page.get("nextToken"):
                 return None
             kwargs["nextToken"] = page["nextToken"]
+
+
+def _waiter_reading(waiter: Waiter, place: int, view: SlotsView) -> RequestStatus:
+    """A request in a connection's queue, as `jobs` lists it."""
+    waiting = Waiting(
+        connection=waiter.connection,
+        waiting_for="slot",
+        since=arrival_of(waiter.key),
+        deadline_at=waiter.deadline_at,
+        position=place,
+        cap=view.cap,
+        in_flight=len(view.held),
+        queued=view.waiting,
+    )
+    return RequestStatus(
+        request_id=waiter.request_id,
+        provider=_provider_of(waiter.body),
+        connection=waiter.connection,
+        status=WAITING,
+        deadline_at=waiter.deadline_at,
+        waiting=waiting,
+    )
+
+
+def arrival_of(key: str) -> datetime | None:
+    """When a waiter arrived, from its sort key (`jobrelay.admission.waiter_key`)."""
+    epoch, _, _ = key.removeprefix(WAITER_PREFIX).partition("#")
+    try:
+        return datetime.fromtimestamp(float(epoch), UTC)
+    except ValueError:
+        return None
+
+
+def _provider_of(body: str) -> str | None:
+    """The provider a waiting request's message names (a request waits only once valid)."""
+    try:
+        provider = json.loads(body).get("provider")
+    except (ValueError, AttributeError):
+        return None
+    return provider if isinstance(provider, str) else None
 
 
 def _by_creation(reading: RequestStatus) -> tuple[float, str]:

@@ -1,5 +1,6 @@
 """The tables of `jobrelay jobs` and `jobrelay watch`: the requests in flight and, for watch,
-those that ended since it started, with their outcome."""
+those that ended since it started, with their outcome; for jobs, the requests waiting for a
+slot of their connection."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from datetime import datetime
 
 from rich.table import Table
 
-from jobrelay_cli.tracking import RequestStatus, Tracking
+from jobrelay_cli.tracking import ConnectionQueue, RequestStatus, Tracking
 
 
 @dataclass
@@ -63,7 +64,17 @@ def requests_table(
     running: list[RequestStatus], ended: list[RequestStatus], now: datetime, *, title: str
 ) -> Table:
     table = Table(title=title)
-    for column in ("request", "provider", "job", "status", "polls", "next poll", "outcome"):
+    columns = (
+        "request",
+        "provider",
+        "connection",
+        "job",
+        "status",
+        "polls",
+        "next poll",
+        "outcome",
+    )
+    for column in columns:
         table.add_column(column, overflow="fold")
     for reading in running:
         table.add_row(*_row(reading), _next_poll(reading, now), "…")
@@ -73,7 +84,58 @@ def requests_table(
     return table
 
 
-def _row(reading: RequestStatus) -> tuple[str, str, str, str, str]:
+def waiting_table(
+    queues: list[ConnectionQueue], now: datetime, *, title: str | None = None
+) -> Table:
+    """Per connection with slots: how many are held of its cap, then its waiting requests in
+    line (the oldest `WAITERS_SHOWN`; the rest counted)."""
+    waiting = sum(queue.queued for queue in queues)
+    table = Table(title=title or f"{waiting} request(s) waiting for a slot")
+    for column in ("connection", "in flight", "place", "request", "waiting since", "deadline"):
+        table.add_column(column, overflow="fold")
+    for queue in queues:
+        head = (queue.connection, f"{queue.in_flight} of {queue.cap}")
+        if not queue.waiters:
+            table.add_row(*head, "", "nobody waiting", "", "", end_section=True)
+            continue
+        for index, reading in enumerate(queue.waiters):
+            waits = reading.waiting
+            since = waits.since if waits else None
+            place = waits.position if waits and waits.position else index + 1
+            table.add_row(
+                *(head if index == 0 else ("", "")),
+                str(place),
+                reading.request_id,
+                "" if since is None else f"{span((now - since).total_seconds())} ago",
+                _until(reading.deadline_at, now),
+                end_section=index == len(queue.waiters) - 1 and queue.queued <= len(queue.waiters),
+            )
+        if queue.queued > len(queue.waiters):
+            more = queue.queued - len(queue.waiters)
+            table.add_row("", "", "", f"… and {more} more", "", "", end_section=True)
+    return table
+
+
+def span(seconds: float) -> str:
+    """A duration as an operator reads it: 45s, 12m, 3h05m, 2d04h."""
+    whole = max(0, round(seconds))
+    if whole < 120:
+        return f"{whole}s"
+    if whole < 7200:
+        return f"{whole // 60}m"
+    if whole < 2 * 86_400:
+        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+    return f"{whole // 86_400}d{whole % 86_400 // 3600:02d}h"
+
+
+def _until(moment: datetime | None, now: datetime) -> str:
+    if moment is None:
+        return ""
+    seconds = (moment - now).total_seconds()
+    return f"in {span(seconds)}" if seconds >= 1 else f"passed {span(-seconds)} ago"
+
+
+def _row(reading: RequestStatus) -> tuple[str, str, str, str, str, str]:
     status = reading.status or "?"
     if reading.raw_status and reading.raw_status != reading.status:
         status += f" ({reading.raw_status})"
@@ -82,6 +144,7 @@ def _row(reading: RequestStatus) -> tuple[str, str, str, str, str]:
     return (
         reading.request_id,
         reading.provider or "",
+        reading.connection or "",
         reading.remote_job_id or "",
         status,
         "" if reading.polls is None else str(reading.polls),

@@ -29,6 +29,7 @@ def document(
     status: JobStatus = JobStatus.RUNNING,
     *,
     provider: str = "matatika",
+    connection: str = "",
     polls: int = 0,
     polled_at: datetime | None = None,
     next_poll_seconds: int = 30,
@@ -37,6 +38,7 @@ def document(
     job = JobRef(
         request_id=request_id,
         provider=provider,
+        connection=connection,
         remote_job_id=f"job-{request_id}",
         created_at=T0,
         deadline_at=T0 + timedelta(hours=2),
@@ -185,6 +187,21 @@ def test_status_reads_the_latest_poll_of_the_current_generation(ledger, honours_
     )
 
 
+def test_a_tracked_request_shows_its_connection_or_its_providers_default(sfn, tracking):
+    # Given a job created through a named connection, and one tracked since before connections
+    sfn.start(document("named", provider="pixxel", connection="geo-team"))
+    sfn.start(document("older", provider="pixxel"))
+    # When they are read
+    named, older = tracking.request("named"), tracking.request("older")
+    # Then each shows the connection its polls and cancels go through
+    assert named is not None
+    assert older is not None
+    assert named.as_json()["connection"] == "geo-team"
+    assert older.as_json()["connection"] == "pixxel"
+    assert named.waiting is None
+    assert [r.connection for r in tracking.in_flight()] == ["geo-team", "pixxel"]
+
+
 def test_status_before_the_first_poll_reads_the_execution_input(sfn, tracking):
     sfn.start(document("r2", JobStatus.QUEUED, next_poll_seconds=10), at=T0)
     reading = tracking.request("r2")
@@ -297,4 +314,4 @@ def test_watch_moves_a_request_that_ended_to_the_ended_rows_with_its_outcome(sfn
     }
     table = watch.table(T0 + timedelta(minutes=3))
     assert table.row_count == 3
-    assert list(table.columns[5].cells) == ["in 30s", "", ""]  # w2's next poll, then the ended
+    assert list(table.columns[6].cells) == ["in 30s", "", ""]  # w2's next poll, then the ended
