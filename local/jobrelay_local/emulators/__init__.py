@@ -16,6 +16,7 @@ from .faults import Fault
 from .jobs import AdminError, Behaviour, EmulatedJob, JsonObject
 from .matatika import DEFAULT_WORKSPACE_ID
 from .server import DEFAULT_API_KEY, EmulatorServer
+from .tenants import DEFAULT_TENANT, key_fingerprint
 
 
 def emulator_module(provider: str) -> ModuleType:
@@ -75,6 +76,7 @@ def stop_all(emulators: Mapping[str, EmulatorServer]) -> None:
 
 __all__ = [
     "DEFAULT_API_KEY",
+    "DEFAULT_TENANT",
     "DEFAULT_WORKSPACE_ID",
     "EMULATORS",
     "AdminError",
@@ -83,6 +85,7 @@ __all__ = [
     "EmulatorServer",
     "Fault",
     "emulator_module",
+    "key_fingerprint",
     "sample_params",
     "start_all",
     "stop_all",

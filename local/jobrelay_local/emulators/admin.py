@@ -1,5 +1,6 @@
-"""The emulators' admin API: what a test or the demo scripts (behaviour, faults, next jobs)
-and reads (jobs, creates, the request log), in Python and over HTTP under `/_admin`."""
+"""The emulators' admin API: what a test or the demo scripts (behaviour, faults, next jobs,
+tenants) and reads (jobs, creates, the request log, each tenant's jobs), in Python and over
+HTTP under `/_admin`."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from .jobs import (
     iso,
 )
 from .routes import Request, Response
+from .tenants import DEFAULT_TENANT, TenantBook, tenant_stats
 
 # How many received requests the log keeps; a long demo must not grow memory without bound.
 _REQUEST_LOG_LIMIT = 10_000
@@ -49,6 +51,12 @@ class EmulatorAdmin:
     _jobs: dict[str, EmulatedJob]
     _creates: Counter[str]
     _request_log: deque[JsonObject]
+    api_key: str | None
+    _tenants: TenantBook
+    # Authenticated calls per tenant ("" counts the refused ones).
+    _tenant_calls: Counter[str]
+    # Whether the provider exchanges OAuth client credentials for tokens (`add_client`).
+    takes_oauth_clients: ClassVar[bool] = False
 
     @property
     def url(self) -> str:
@@ -102,6 +110,20 @@ class EmulatorAdmin:
         with self._lock:
             self._job_listeners.remove(listener)
 
+    def add_tenant(self, key: str, label: str | None = None) -> str:
+        """Accept `key` as tenant `label` (default: the key's fingerprint, `key_fingerprint`);
+        returns the tenant's name. Its jobs are its own: another tenant's calls get 404."""
+        with self._lock:
+            return self._tenants.add_key(key, label)
+
+    def add_client(self, client_id: str, client_secret: str, label: str | None = None) -> str:
+        """Exchange these OAuth client credentials for tokens of tenant `label` (default: the
+        client id's fingerprint); returns the tenant's name."""
+        if not self.takes_oauth_clients:
+            raise AdminError(f"{self.provider} takes API keys, not OAuth clients")
+        with self._lock:
+            return self._tenants.add_client(client_id, client_secret, label)
+
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
@@ -149,6 +171,21 @@ class EmulatorAdmin:
         with self._lock:
             return list(self._request_log)
 
+    def tenants(self) -> dict[str, JsonObject]:
+        """Per tenant (its label or key fingerprint): `created`, `running`, `max_running`
+        (the most jobs unfinished at once) and authenticated `calls`, since the last reset."""
+        with self._lock:
+            calls = {name: n for name, n in self._tenant_calls.items() if name}
+            known = {*self._tenants.keys.values(), *(t for _, t in self._tenants.clients.values())}
+            if self.api_key is not None:
+                known.add(DEFAULT_TENANT)
+            return tenant_stats(self._jobs.values(), calls, known, time.monotonic())
+
+    def unauthorized_calls(self) -> int:
+        """Calls refused for a missing or unknown credential, since the last reset."""
+        with self._lock:
+            return self._tenant_calls[""]
+
     def creates_received(self, target: str | None = None) -> int:
         with self._lock:
             if target is None:
@@ -182,6 +219,11 @@ class EmulatorAdmin:
             return Response.json(ok, body)
         if (method, path) == ("GET", "/requests"):
             return Response.json(ok, {"requests": self.requests()})
+        if (method, path) == ("GET", "/tenants"):
+            body = {"tenants": self.tenants(), "unauthorized_calls": self.unauthorized_calls()}
+            return Response.json(ok, body)
+        if (method, path) == ("POST", "/tenants"):
+            return Response.json(HTTPStatus.CREATED, {"tenant": self._add_tenant(request)})
         if (method, path) == ("POST", "/reset"):
             self.reset()
             return Response.json(ok, {"reset": True})
@@ -219,6 +261,17 @@ class EmulatorAdmin:
             return Response.json(ok, {"faults": []})
         return Response.json(HTTPStatus.NOT_FOUND, {"error": f"no admin route {method} {path}"})
 
+    def _add_tenant(self, request: Request) -> str:
+        body = _admin_body(request)
+        label = body.get("label")
+        if set(body) - {"key", "client_id", "client_secret", "label"}:
+            raise AdminError("a tenant is {key, label} or {client_id, client_secret, label}")
+        if "key" in body and "client_id" not in body and "client_secret" not in body:
+            return self.add_tenant(body["key"], label)
+        if "key" not in body and "client_id" in body and "client_secret" in body:
+            return self.add_client(body["client_id"], body["client_secret"], label)
+        raise AdminError("a tenant is {key, label} or {client_id, client_secret, label}")
+
     def _config(self) -> JsonObject:
         with self._lock:
             return {
@@ -238,6 +291,7 @@ class EmulatorAdmin:
             "status": self.provider_status(job, state),
             "progress": round(state.progress, 4),
             "created_at": iso(job.created_wall),
+            "tenant": job.tenant,
             "deleted": job.deleted,
             "behaviour": asdict(job.behaviour),
             "view": self.render(job, state),
@@ -252,6 +306,7 @@ class EmulatorAdmin:
         self._jobs = {}
         self._creates = Counter()
         self._request_log = deque(maxlen=_REQUEST_LOG_LIMIT)
+        self._tenant_calls = Counter()
 
 
 def _is_loopback(address: str) -> bool:

@@ -262,7 +262,7 @@ class DeepsetEmulator(EmulatorServer):
             "total_requests": total,
             "created_by": self._user(request),
         }
-        job = self.new_job(pipeline_id, data, store=not dry_run)
+        job = self.new_job(pipeline_id, data, store=not dry_run, tenant=request.tenant)
         return Response.json(HTTPStatus.CREATED, self.render(job, job.state(self.now())))
 
     def _get(self, request: Request) -> Response:
@@ -271,7 +271,7 @@ class DeepsetEmulator(EmulatorServer):
         job_id = errors.uuid(request.params["job_id"], ["path", "job_id"])
         if errors.items:
             return Response.json(HTTPStatus.UNPROCESSABLE_ENTITY, {"detail": errors.items})
-        job = self.find_job(str(job_id))
+        job = self.find_job(str(job_id), request)
         if job is None or job.data["workspace_id"] != workspace_id:
             return self.error(HTTPStatus.NOT_FOUND, "Job not found.", request)
         return Response.json(HTTPStatus.OK, self.render(job, job.state(self.now())))
@@ -284,7 +284,7 @@ class DeepsetEmulator(EmulatorServer):
         if errors.items:
             return Response.json(HTTPStatus.UNPROCESSABLE_ENTITY, {"detail": errors.items})
         jobs = sorted(
-            (job for job in self.live_jobs() if job.data["workspace_id"] == workspace_id),
+            (job for job in self.live_jobs(request) if job.data["workspace_id"] == workspace_id),
             key=lambda job: job.order,
             reverse=True,
         )

@@ -134,6 +134,8 @@ class EmulatedJob:
     created_wall: float
     order: int
     data: JsonObject = field(default_factory=dict)
+    # The tenant whose key created the job: only its calls see the job.
+    tenant: str | None = None
     rejected: bool = False
     stopped_mono: float | None = None
     deleted: bool = False
@@ -158,6 +160,38 @@ class EmulatedJob:
                 at_stop, phase="stopped", ended_at=stopped, updated_at=stopped, retrying=False
             )
         return self._state_at(now_mono - self.created_mono)
+
+    def active_until(self) -> float | None:
+        """When (monotonic) the job stops being unfinished at the provider: its last attempt
+        ends, the provider's timeout or a stop ends it, or it was refused at creation. None
+        while nothing will end it (a stuck job nobody stops)."""
+        if self.rejected:
+            return self.created_mono
+        ends: list[float] = []
+        natural = self._natural_end()
+        if natural is not None:
+            ends.append(self.created_mono + natural)
+        timeout = self.behaviour.stopped_after
+        if timeout is not None:
+            at = self.behaviour.queued + timeout
+            if self._state_at(at).phase == "running":
+                ends.append(self.created_mono + at)
+        if self.stopped_mono is not None:
+            ends.append(self.stopped_mono)
+        return min(ends) if ends else None
+
+    def _natural_end(self) -> float | None:
+        """Seconds after creation when the last attempt ends (as `_state_at` counts them)."""
+        b = self.behaviour
+        if b.stuck:
+            return None
+        attempt, offset = 1, 0.0
+        while True:
+            failing = attempt <= b.failed_attempts
+            if attempt >= max(1, b.max_attempts) or not failing or b.retry_delay is None:
+                return offset + b.queued + b.duration
+            offset += b.queued + b.duration + b.retry_delay
+            attempt += 1
 
     def _state_at(self, elapsed: float) -> JobState:
         """The state of the attempt under way `elapsed` seconds after creation; each attempt

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import time
-import uuid
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs
@@ -14,6 +13,7 @@ from urllib.parse import parse_qs
 from .jobs import ACTIVE_PHASES, Behaviour, EmulatedJob, JobState, JsonObject, Phase, iso
 from .routes import Request, Response, Route, page_count
 from .server import DEFAULT_API_KEY, EmulatorServer
+from .tenants import DEFAULT_TENANT
 
 _ID = r"(?P<job_id>[^/]+)"
 _STATUS_BY_PHASE: dict[Phase, str] = {
@@ -52,11 +52,13 @@ class MatatikaEmulator(EmulatorServer):
 
     Targets are pipeline ids; `Behaviour.workspace_id` places a pipeline in a workspace
     (default `DEFAULT_WORKSPACE_ID`). Also answers the OAuth client-credentials exchange
-    at `POST /oauth/token` so the token path can be tested against loopback.
+    at `POST /oauth/token` so the token path can be tested against loopback: each client
+    (`add_client`) gets tokens of its own tenant.
     """
 
     provider = "matatika"
     status_by_phase = _STATUS_BY_PHASE
+    takes_oauth_clients = True
 
     def __init__(
         self,
@@ -116,7 +118,7 @@ class MatatikaEmulator(EmulatorServer):
         if not self.target_exists(pipeline_id):
             return self.error(HTTPStatus.NOT_FOUND, f"Pipeline {pipeline_id} not found", request)
         now = self.now()
-        for job in self.live_jobs():
+        for job in self.live_jobs(request):
             state = job.state(now)
             # A job whose retry Matatika has queued still holds the pipeline.
             if job.target == pipeline_id and (state.phase in ACTIVE_PHASES or state.retrying):
@@ -124,13 +126,13 @@ class MatatikaEmulator(EmulatorServer):
                 # second one is refused.
                 message = f"Pipeline {pipeline_id} already has a job in progress ({job.id})"
                 return self.error(HTTPStatus.CONFLICT, message, request)
-        job = self.new_job(pipeline_id, {})
+        job = self.new_job(pipeline_id, {}, tenant=request.tenant)
         body = self._job_json(job, job.state(now), _task_details(request))
         location = {"Location": self._href(f"/api/jobs/{job.id}")}
         return Response.json(HTTPStatus.CREATED, body, location, _HAL)
 
     def _get(self, request: Request) -> Response:
-        job = self.find_job(request.params["job_id"])
+        job = self.find_job(request.params["job_id"], request)
         if job is None:
             return self._job_not_found(request)
         body = self._job_json(job, job.state(self.now()), _task_details(request))
@@ -143,7 +145,7 @@ class MatatikaEmulator(EmulatorServer):
         if not self.target_exists(pipeline_id):
             return self.error(HTTPStatus.NOT_FOUND, f"Pipeline {pipeline_id} not found", request)
         behaviour = self.behaviour_for(pipeline_id)
-        jobs = [job for job in self.live_jobs() if job.target == pipeline_id]
+        jobs = [job for job in self.live_jobs(request) if job.target == pipeline_id]
         body: JsonObject = {
             "id": pipeline_id,
             "status": "READY",
@@ -162,26 +164,27 @@ class MatatikaEmulator(EmulatorServer):
         pipeline_id = request.params["target"]
         if not self.target_exists(pipeline_id):
             return self.error(HTTPStatus.NOT_FOUND, f"Pipeline {pipeline_id} not found", request)
-        jobs = [job for job in self._listed() if job.target == pipeline_id]
+        jobs = [job for job in self._listed(request) if job.target == pipeline_id]
         return self._collection(request, jobs)
 
     def _list_ws(self, request: Request) -> Response:
         workspace_id = request.params["workspace_id"]
-        jobs = [job for job in self._listed() if self._workspace_of(job) == workspace_id]
+        jobs = [job for job in self._listed(request) if self._workspace_of(job) == workspace_id]
         return self._collection(request, jobs)
 
-    def _listed(self) -> list[EmulatedJob]:
-        """The jobs the lists show: documented as "running or completed" jobs, so a queued
-        job is left out where its behaviour says `listed_while_queued=False`."""
+    def _listed(self, request: Request) -> list[EmulatedJob]:
+        """The jobs the lists show the request's tenant: documented as "running or
+        completed" jobs, so a queued job is left out where its behaviour says
+        `listed_while_queued=False`."""
         now = self.now()
         return [
             job
-            for job in self.live_jobs()
+            for job in self.live_jobs(request)
             if job.behaviour.listed_while_queued or job.state(now).phase != "queued"
         ]
 
     def _stop(self, request: Request) -> Response:
-        job = self.find_job(request.params["job_id"])
+        job = self.find_job(request.params["job_id"], request)
         if job is None:
             return self._job_not_found(request)
         now = self.now()
@@ -195,7 +198,7 @@ class MatatikaEmulator(EmulatorServer):
         return Response.json(HTTPStatus.ACCEPTED, body, content_type=_HAL)
 
     def _delete(self, request: Request) -> Response:
-        job = self.find_job(request.params["job_id"])
+        job = self.find_job(request.params["job_id"], request)
         if job is None:
             return self._job_not_found(request)
         now = self.now()
@@ -205,7 +208,7 @@ class MatatikaEmulator(EmulatorServer):
         return Response.no_content()
 
     def _logs(self, request: Request) -> Response:
-        job = self.find_job(request.params["job_id"])
+        job = self.find_job(request.params["job_id"], request)
         if job is None:
             return self._job_not_found(request)
         raw_sequence = request.arg("sequence") or "0"
@@ -230,16 +233,22 @@ class MatatikaEmulator(EmulatorServer):
         return Response(HTTPStatus.OK, text.encode(), "text/plain;charset=UTF-8")
 
     def _token(self, request: Request) -> Response:
+        """The client-credentials exchange: the default client gets the default tenant's
+        key as its token (or, accepting any key, a fresh one); a client added with
+        `add_client` gets a fresh token of its own tenant, valid `_TOKEN_TTL_SECONDS`."""
         fields = _form_or_json(request)
-        valid = (
-            fields.get("grant_type") == "client_credentials"
-            and fields.get("client_id") == self.client_id
-            and fields.get("client_secret") == self.client_secret
+        client_id, client_secret = fields.get("client_id"), fields.get("client_secret")
+        default = client_id == self.client_id and client_secret == self.client_secret
+        tenant = (
+            DEFAULT_TENANT if default else self._tenants.client_tenant(client_id, client_secret)
         )
-        if not valid:
+        if fields.get("grant_type") != "client_credentials" or tenant is None:
             denied = {"error": "access_denied", "error_description": "Unauthorized"}
             return Response.json(HTTPStatus.UNAUTHORIZED, denied)
-        token = self.api_key or str(uuid.uuid4())
+        if tenant == DEFAULT_TENANT and self.api_key is not None:
+            token = self.api_key
+        else:
+            token = self._tenants.issue_token(tenant, _TOKEN_TTL_SECONDS, time.monotonic())
         body: JsonObject = {
             "access_token": token,
             "token_type": "Bearer",

@@ -74,12 +74,11 @@ class PixxelEmulator(EmulatorServer):
             status, {"error": {"code": code, "message": message, "details": details}}
         )
 
-    def authorized(self, request: Request) -> bool:
+    def credential(self, request: Request) -> str | None:
         # The docs show the raw key (`Authorization: <key>`); `Bearer <key>` is accepted too.
         header = (request.header("Authorization") or "").strip()
         scheme, _, rest = header.partition(" ")
-        key = rest.strip() if scheme.lower() == "bearer" and rest else header
-        return self.key_accepted(key)
+        return rest.strip() if scheme.lower() == "bearer" and rest else header
 
     def unauthorized(self, request: Request) -> Response:
         return self.error(HTTPStatus.FORBIDDEN, "missing or invalid API key", request)
@@ -96,7 +95,7 @@ class PixxelEmulator(EmulatorServer):
         if refused is not None:
             return refused
         data = {"project_id": project_id, "created_by": self.caller_id(request)}
-        job = self.new_job(workflow_id, data)
+        job = self.new_job(workflow_id, data, tenant=request.tenant)
         job.rejected = job.behaviour.invalid
         return Response.json(HTTPStatus.OK, self.render(job, job.state(self.now())))
 
@@ -105,7 +104,7 @@ class PixxelEmulator(EmulatorServer):
         refused = self._refuse_workflow(workflow_id, request, request.arg("project_id"))
         if refused is not None:
             return refused
-        job = self.find_job(request.params["job_id"])
+        job = self.find_job(request.params["job_id"], request)
         if job is None or job.target != workflow_id:
             return self.error(HTTPStatus.NOT_FOUND, "job not found", request)
         return Response.json(HTTPStatus.OK, self.render(job, job.state(self.now())))
@@ -118,7 +117,7 @@ class PixxelEmulator(EmulatorServer):
         now = self.now()
         views = [
             _list_item(self.render(job, job.state(now)))
-            for job in sorted(self.live_jobs(), key=lambda job: job.order, reverse=True)
+            for job in sorted(self.live_jobs(request), key=lambda job: job.order, reverse=True)
             if job.target == workflow_id
         ]
         wanted = {

@@ -25,6 +25,8 @@ class Request:
     # show how many calls a client had in flight at once.
     received: float = field(default_factory=time.monotonic)
     creates: bool = False
+    # The tenant whose credential the request carries, once it is authorized.
+    tenant: str | None = None
 
     def arg(self, name: str) -> str | None:
         values = self.query.get(name)

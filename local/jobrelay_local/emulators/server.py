@@ -4,6 +4,7 @@ provider's handler, delivers scripted faults and logs what it answered."""
 from __future__ import annotations
 
 import contextlib
+import hmac
 import itertools
 import logging
 import socket
@@ -22,6 +23,7 @@ from .admin import EmulatorAdmin
 from .faults import Fault, take_fault
 from .jobs import ACTIVE_PHASES, Behaviour, EmulatedJob, JobState, JsonObject, Phase, iso, new_id
 from .routes import Request, Response, Route, bearer_token, match_route
+from .tenants import DEFAULT_TENANT, TenantBook, key_fingerprint
 
 logger = logging.getLogger("jobrelay_local.emulators")
 
@@ -105,10 +107,12 @@ class EmulatorServer(EmulatorAdmin):
         defaults: Behaviour | None = None,
         strict_targets: bool = False,
     ) -> None:
-        """`api_key=None` accepts any non-empty credential. With `strict_targets`, only
-        targets configured with `configure_target` exist; otherwise every id exists unless
-        configured with `exists=False`."""
+        """`api_key` is the key of the default tenant; more tenants are added with
+        `add_tenant`. `api_key=None` accepts any non-empty credential (each key its own
+        tenant). With `strict_targets`, only targets configured with `configure_target`
+        exist; otherwise every id exists unless configured with `exists=False`."""
         self.api_key = api_key
+        self._tenants = TenantBook()
         self.host = host
         self.port = port
         self._initial_defaults = defaults or Behaviour()
@@ -173,9 +177,15 @@ class EmulatorServer(EmulatorAdmin):
         """The provider's own error body for `status`."""
         raise NotImplementedError
 
+    def credential(self, request: Request) -> str | None:
+        """The key or token the request carries: bearer auth; providers that accept other
+        forms override this."""
+        return bearer_token(request.header("Authorization"))
+
     def authorized(self, request: Request) -> bool:
-        """Bearer auth; providers that accept other forms override this."""
-        return self.key_accepted(bearer_token(request.header("Authorization")))
+        """Whether the request's credential is a tenant's; sets `request.tenant`."""
+        request.tenant = self.tenant_of_key(self.credential(request))
+        return request.tenant is not None
 
     def unauthorized(self, request: Request) -> Response:
         return self.error(HTTPStatus.UNAUTHORIZED, "Full authentication is required", request)
@@ -204,7 +214,13 @@ class EmulatorServer(EmulatorAdmin):
     # -- store helpers for subclasses (call under the lock) ---------------------------------
 
     def new_job(
-        self, target: str, data: JsonObject, *, job_id: str | None = None, store: bool = True
+        self,
+        target: str,
+        data: JsonObject,
+        *,
+        job_id: str | None = None,
+        store: bool = True,
+        tenant: str | None = None,
     ) -> EmulatedJob:
         behaviour = self.behaviour_for(target)
         for index, (scripted_target, changes) in enumerate(self._next_jobs):
@@ -221,6 +237,7 @@ class EmulatorServer(EmulatorAdmin):
             created_wall=time.time(),
             order=next(self._order),
             data=data,
+            tenant=tenant,
         )
         if store:
             self._jobs[job.id] = job
@@ -228,20 +245,35 @@ class EmulatorServer(EmulatorAdmin):
                 listener(job)
         return job
 
-    def find_job(self, job_id: str) -> EmulatedJob | None:
+    def find_job(self, job_id: str, request: Request | None = None) -> EmulatedJob | None:
+        """The job, if not deleted; with `request`, only if it is the request's tenant's (a
+        multi-tenant API answers another account's job as not found)."""
         job = self._jobs.get(job_id)
-        return None if job is None or job.deleted else job
+        if job is None or job.deleted or not _sees(request, job):
+            return None
+        return job
 
-    def live_jobs(self) -> Iterator[EmulatedJob]:
-        return (job for job in self._jobs.values() if not job.deleted)
+    def live_jobs(self, request: Request | None = None) -> Iterator[EmulatedJob]:
+        """The jobs not deleted; with `request`, the request's tenant's only."""
+        return (job for job in self._jobs.values() if not job.deleted and _sees(request, job))
 
     def now(self) -> float:
         return time.monotonic()
 
     def key_accepted(self, key: str | None) -> bool:
+        return self.tenant_of_key(key) is not None
+
+    def tenant_of_key(self, key: str | None) -> str | None:
+        """The tenant a key (or issued token) belongs to; None for a key nobody has."""
         if not key:
-            return False
-        return self.api_key is None or key == self.api_key
+            return None
+        if self.api_key is not None and hmac.compare_digest(key.encode(), self.api_key.encode()):
+            return DEFAULT_TENANT
+        with self._lock:
+            tenant = self._tenants.tenant_of(key, time.monotonic())
+        if tenant is None and self.api_key is None:
+            return key_fingerprint(key)
+        return tenant
 
     # -- serving ----------------------------------------------------------------------------
 
@@ -281,8 +313,12 @@ class EmulatorServer(EmulatorAdmin):
                 response.headers["Allow"] = ", ".join(sorted(set(allowed)))
                 return response
             return self.error(HTTPStatus.NOT_FOUND, "Not Found", request)
-        if route.auth and not self.authorized(request):
-            return self.unauthorized(request)
+        if route.auth:
+            accepted = self.authorized(request)
+            with self._lock:
+                self._tenant_calls[request.tenant or ""] += 1
+            if not accepted:
+                return self.unauthorized(request)
         try:
             with self._lock:
                 return route.handler(request)
@@ -353,12 +389,18 @@ class EmulatorServer(EmulatorAdmin):
             "fault": fault.action if fault is not None else None,
             "fault_id": fault.id if fault is not None else None,
             "auth": request.header("Authorization") is not None,
+            # The tenant the credential belongs to (None: refused or not asked), never the key.
+            "tenant": request.tenant,
             "creates": request.creates,
             "received_mono": request.received,
             "answered_mono": time.monotonic(),
         }
         with self._lock:
             self._request_log.append(entry)
+
+
+def _sees(request: Request | None, job: EmulatedJob) -> bool:
+    return request is None or request.tenant is None or job.tenant == request.tenant
 
 
 def _read_request(http: _RequestHandler) -> Request:
