@@ -196,6 +196,7 @@ def _collect_functions(
             if ":sqs:" not in queue_arn:
                 continue
             _, _, _, _, owner, queue_name = queue_arn.split(":", 5)
+            scaling = mapping.get("ScalingConfig") or {}
             trigger = SqsTrigger(
                 uuid=mapping["UUID"],
                 queue_arn=queue_arn,
@@ -209,6 +210,9 @@ def _collect_functions(
                 report_batch_item_failures="ReportBatchItemFailures"
                 in mapping.get("FunctionResponseTypes", []),
                 enabled=mapping.get("State", "Enabled") == "Enabled",
+                maximum_concurrency=int(scaling["MaximumConcurrency"])
+                if scaling.get("MaximumConcurrency")
+                else None,
             )
             if not keep_moto_sqs_triggers:
                 lambda_client.update_event_source_mapping(UUID=mapping["UUID"], Enabled=False)

@@ -27,6 +27,9 @@ class SqsTrigger:
     maximum_batching_window_seconds: int
     report_batch_item_failures: bool
     enabled: bool
+    maximum_concurrency: int | None = None
+    """`ScalingConfig.MaximumConcurrency`: the most invocations the mapping runs at once
+    (None: as many as the function's concurrency allows)."""
 
 
 @dataclass(frozen=True)

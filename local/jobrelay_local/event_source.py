@@ -1,5 +1,6 @@
-"""Lambda's SQS event source mapping, emulated: batches, partial batch failures, and records
-left on the queue for its visibility timeout and redrive policy to handle."""
+"""Lambda's SQS event source mapping, emulated: batches, partial batch failures, records left
+on the queue for its visibility timeout and redrive policy to handle, and at most
+`ScalingConfig.MaximumConcurrency` invocations at once."""
 
 from __future__ import annotations
 
@@ -35,6 +36,11 @@ class SqsEventSource:
     the records named in `batchItemFailures` (or the whole batch, if the invoke failed) on the
     queue: they come back after the visibility timeout, and the queue's redrive policy moves
     them to the DLQ after `maxReceiveCount` receives.
+
+    Started, it runs at most `maximum_concurrency` invocations at once, as the mapping's
+    `ScalingConfig.MaximumConcurrency` bounds Lambda's: a batch is received only when an
+    invocation may start, so no message waits out its visibility timeout in the poller.
+    `peak_in_flight` is the most that ran at once.
     """
 
     queue_url: str
@@ -44,10 +50,14 @@ class SqsEventSource:
     batch_size: int = 10
     batching_window_seconds: float = 0.0
     report_batch_item_failures: bool = True
+    maximum_concurrency: int = 1
     invocations: int = 0
+    in_flight: int = 0
+    peak_in_flight: int = 0
     errors: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
+    _counts: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.sqs = boto3.client("sqs")
@@ -58,18 +68,49 @@ class SqsEventSource:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop receiving; invocations under way finish first (for up to 10 s)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
 
     def _run(self) -> None:
+        slots = threading.BoundedSemaphore(max(1, self.maximum_concurrency))
+        invokes: list[threading.Thread] = []
         while not self._stop.is_set():
+            if not slots.acquire(timeout=0.1):
+                continue
             try:
-                if not self.poll_once():
-                    self._stop.wait(0.1)
+                messages = self.receive_batch()
             except Exception as exc:  # keep polling, as the managed poller does
+                slots.release()
                 self.errors.append(f"{type(exc).__name__}: {exc}")
                 self._stop.wait(0.5)
+                continue
+            if not messages:
+                slots.release()
+                self._stop.wait(0.1)
+                continue
+            invoke = threading.Thread(
+                target=self._deliver_then_free,
+                args=(messages, slots),
+                name="sqs-event-source-invoke",
+                daemon=True,
+            )
+            invoke.start()
+            invokes = [thread for thread in invokes if thread.is_alive()] + [invoke]
+        deadline = time.monotonic() + 10
+        for thread in invokes:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+
+    def _deliver_then_free(
+        self, messages: list[dict[str, Any]], slots: threading.BoundedSemaphore
+    ) -> None:
+        try:
+            self.deliver(messages)
+        except Exception as exc:  # deleting the handled records failed: they come back
+            self.errors.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            slots.release()
 
     def receive_batch(self) -> list[dict[str, Any]]:
         messages: list[dict[str, Any]] = []
@@ -105,7 +146,10 @@ class SqsEventSource:
             memory_limit_in_mb=self.spec.memory_size,
             timeout_seconds=self.spec.timeout,
         )
-        self.invocations += 1
+        with self._counts:
+            self.invocations += 1
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         try:
             result = self.handler(event, context)
         except Exception as exc:
@@ -113,6 +157,9 @@ class SqsEventSource:
             error = f"{type(exc).__name__}: {exc}"
             self.errors.append(error)
             return Delivery(messages=messages, result=None, error=error)
+        finally:
+            with self._counts:
+                self.in_flight -= 1
         failed = {
             item["itemIdentifier"]
             for item in (result or {}).get("batchItemFailures", [])

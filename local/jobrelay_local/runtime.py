@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import ExitStack, redirect_stdout
 from pathlib import Path
 from typing import Any, Self
@@ -18,11 +18,19 @@ from jobrelay.registry import PROVIDER_NAMES, REGISTRY
 
 from jobrelay_local.atomic_writes import atomic_dynamodb_writes
 from jobrelay_local.config import (
+    LOCAL_CREATE_JOB_CONCURRENCY,
     LOCAL_VISIBILITY_TIMEOUT,
     MOTO_CONFIG,
     ensure_fake_aws_environment,
+    function_environment_from,
     parameters_from,
     per_provider_from,
+)
+from jobrelay_local.connections_file import (
+    LocalConnection,
+    PlacedConnection,
+    add_connections,
+    is_loopback,
 )
 from jobrelay_local.deploy import deploy
 from jobrelay_local.deployment import DeployedStack
@@ -47,6 +55,10 @@ class LocalStack:
 
     `LocalStack().start()` needs nothing but this project: it starts the emulators, moto, the
     template's resources, the handlers and the queue poller. Use `with LocalStack() as stack:`.
+
+    `connections` (from a connections file) are stored where the deployed stack keeps them,
+    pointed at the emulators (`connection_notes` says which were); `add_connections` adds
+    more while the stack runs.
     """
 
     def __init__(
@@ -63,6 +75,7 @@ class LocalStack:
         log_file: Path | None = None,
         metrics_file: Path | None = None,
         log_dir: Path | None = None,
+        connections: Sequence[LocalConnection] = (),
     ) -> None:
         env = os.environ if environ is None else environ
         self.parameters = parameters_from(env)
@@ -86,6 +99,10 @@ class LocalStack:
         self.visibility_timeout = visibility_timeout or int(
             env.get("JOBRELAY_VISIBILITY_TIMEOUT", LOCAL_VISIBILITY_TIMEOUT)
         )
+        self.function_environment = function_environment_from(env)
+        self.connections = list(connections)
+        self.placed_connections: dict[str, PlacedConnection] = {}
+        self.connection_notes: list[str] = []
         self.emulators: dict[str, Any] = {}
         self._exit = ExitStack()
         self.stack: DeployedStack | None = None
@@ -104,6 +121,7 @@ class LocalStack:
             self._start_aws()
             self._start_emulators()
             self._deploy()
+            self.add_connections(self.connections)
             self._start_runtime()
         except BaseException:
             self.stop()
@@ -170,6 +188,7 @@ class LocalStack:
 
         stack = self.require_stack()
         apply_environment(stack)
+        self._set_environment(self.function_environment)
         wiring.reset()
         if self.log_file is not None:
             self._exit.enter_context(function_logs_to(self.log_file))
@@ -190,6 +209,10 @@ class LocalStack:
             batch_size=trigger.batch_size if trigger else 10,
             batching_window_seconds=trigger.maximum_batching_window_seconds if trigger else 0,
             report_batch_item_failures=trigger.report_batch_item_failures if trigger else True,
+            maximum_concurrency=min(
+                (trigger.maximum_concurrency if trigger else None) or LOCAL_CREATE_JOB_CONCURRENCY,
+                LOCAL_CREATE_JOB_CONCURRENCY,
+            ),
         )
         if self.feed_queue:
             self.source.start()
@@ -200,6 +223,16 @@ class LocalStack:
             self.execution_events = ExecutionEvents(stack.functions.values(), self.handlers)
             self.execution_events.start()
             self._exit.callback(self.execution_events.stop)
+
+    def _set_environment(self, variables: Mapping[str, str]) -> None:
+        """Set variables for the in-process functions, put back as they were at stop."""
+        for name, value in variables.items():
+            previous = os.environ.get(name)
+            os.environ[name] = value
+            if previous is None:
+                self._exit.callback(os.environ.pop, name, None)
+            else:
+                self._exit.callback(os.environ.__setitem__, name, previous)
 
     def stop(self) -> None:
         """Stop every part, in reverse order of starting (safe to call twice)."""
@@ -216,6 +249,40 @@ class LocalStack:
         if self.stack is None:
             raise RuntimeError("the local stack is not started")
         return self.stack
+
+    @property
+    def connections_prefix(self) -> str:
+        """Where the functions read connections: `<CONNECTIONS_PREFIX><name>`."""
+        return self.require_stack().function("CreateJobFunction").environment["CONNECTIONS_PREFIX"]
+
+    def emulator_url(self, provider: str) -> str | None:
+        """Where a connection of `provider` is pointed locally: the stack's own emulator, or
+        the provider's loopback base URL; None when the provider is not on loopback."""
+        if provider in self.emulators:
+            return str(self.emulators[provider].url)
+        url = self.provider_urls.get(provider)
+        return url if url is not None and is_loopback(url) else None
+
+    def add_connections(self, connections: Sequence[LocalConnection]) -> list[PlacedConnection]:
+        """Store connections as secrets where the functions read them (the stack may be
+        running: a new one is used within SECRET_MAX_AGE_SECONDS, 2 s locally).
+
+        Each is pointed at loopback and checked before any is stored
+        (`ConnectionsFileError`); the stack's own emulators accept each one's credential as
+        a tenant of its own. Emulators started elsewhere are the caller's to script.
+        """
+        placed = add_connections(
+            connections,
+            secretsmanager=boto3.client("secretsmanager"),
+            prefix=self.connections_prefix,
+            emulator_url=self.emulator_url,
+            own_emulators=self.emulators,
+        )
+        for connection in placed:
+            self.placed_connections[connection.name] = connection
+            if connection.note:
+                self.connection_notes.append(connection.note)
+        return placed
 
     def submit(self, request: Mapping[str, Any] | str, **attributes: str) -> str:
         """Send one request to the JobRequests queue; returns the SQS message id."""

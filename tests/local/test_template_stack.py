@@ -120,6 +120,28 @@ def test_idempotency_table_has_ttl(stack: DeployedStack) -> None:
     assert pitr["PointInTimeRecoveryStatus"] == "ENABLED"
 
 
+def test_limits_table_has_pk_sk_and_ttl(stack: DeployedStack) -> None:
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    table_name = stack.outputs["LimitsTableName"]
+    table = dynamodb.describe_table(TableName=table_name)["Table"]
+    assert table["KeySchema"] == [
+        {"AttributeName": "pk", "KeyType": "HASH"},
+        {"AttributeName": "sk", "KeyType": "RANGE"},
+    ]
+    ttl = dynamodb.describe_time_to_live(TableName=table_name)["TimeToLiveDescription"]
+    assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expiration"}
+    for logical_id in ("CreateJobFunction", "PublishOutcomeFunction", "TrackerEndedFunction"):
+        assert stack.function(logical_id).environment["LIMITS_TABLE"] == table_name
+
+
+def test_functions_read_connections_under_the_stack_prefix(stack: DeployedStack) -> None:
+    for spec in stack.functions.values():
+        assert spec.environment["CONNECTIONS_PREFIX"] == "jobrelay/connections/"
+    assert stack.function("PollJobStatusFunction").environment["PIXXEL_ALLOWED_HOSTS"] == (
+        "api.pixxel.space"
+    )
+
+
 def test_state_machine_definition_is_substituted(stack: DeployedStack) -> None:
     sfn = boto3.client("stepfunctions", region_name=REGION)
     described = sfn.describe_state_machine(stateMachineArn=stack.state_machine_arn)
@@ -142,7 +164,10 @@ def test_outputs(stack: DeployedStack) -> None:
         "JobEventsTopicArn",
         "JobTrackerStateMachineArn",
         "IdempotencyTableName",
+        "LimitsTableName",
+        "ConnectionsSecretPrefix",
     }
+    assert stack.outputs["ConnectionsSecretPrefix"] == "jobrelay/connections/"
     assert stack.outputs["JobTrackerStateMachineArn"] == stack.resources["JobTrackerStateMachine"]
     assert stack.queue_url == stack.resources["JobRequestsQueue"]
 
@@ -185,6 +210,7 @@ def test_create_job_sqs_trigger(stack: DeployedStack) -> None:
     assert trigger.maximum_batching_window_seconds == 1
     assert trigger.report_batch_item_failures
     assert trigger.enabled
+    assert trigger.maximum_concurrency == 20  # ScalingConfig.MaximumConcurrency
     assert stack.function("PollJobStatusFunction").sqs_trigger is None
     # moto's own (one message per synchronous invoke) delivery is switched off.
     mapping = boto3.client("lambda", region_name=REGION).get_event_source_mapping(UUID=trigger.uuid)
