@@ -100,7 +100,8 @@ class DynamoConnectionSlots:
                     Key=self._slots_key(connection),
                     UpdateExpression="SET held.#r = if_not_exists(held.#r, :until), cap = :cap",
                     ConditionExpression=(
-                        "attribute_exists(held.#r) OR (size(held) < :cap AND waiting <= :zero)"
+                        "attribute_exists(held.#r) OR "
+                        "(attribute_exists(held) AND size(held) < :cap AND waiting <= :zero)"
                     ),
                     ExpressionAttributeNames={"#r": request_id},
                     ExpressionAttributeValues={
@@ -108,7 +109,7 @@ class DynamoConnectionSlots:
                         ":cap": {"N": str(cap)},
                         ":zero": {"N": "0"},
                     },
-                    ReturnValues="UPDATED_NEW",
+                    ReturnValues="ALL_NEW",
                     ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 )
             except ClientError as exc:

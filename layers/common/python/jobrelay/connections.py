@@ -175,6 +175,7 @@ class ConnectionDirectory:
         self.reader = reader
         self.max_age = settings.secret_max_age_seconds
         self._absent: dict[str, float] = {}
+        self._suspect: set[str] = set()
         self._lock = threading.Lock()
 
     def secret_name(self, name: str) -> str:
@@ -191,6 +192,11 @@ class ConnectionDirectory:
 
         document = self.document(name)
         if document is not None:
+            if provider is not None and document.provider != provider:
+                raise ConnectionUnknown(
+                    f"connection {name!r} is a {document.provider} connection, not {provider}"
+                )
+            self._check_hosts(name, document)
             connection = self._connection(name, document)
         elif name in REGISTRY:
             connection = self._default(name)
@@ -203,28 +209,51 @@ class ConnectionDirectory:
         return connection
 
     def document(self, name: str, *, refresh: bool = False) -> ConnectionDocument | None:
+        """The connection's document, or None when it has no secret.
+
+        Only a provider's name is remembered as absent (its default is used meanwhile); any
+        other name is looked up afresh each time it is missing, since a request naming it is
+        then refused for good. A document found malformed is read afresh next time, so an
+        operator's fix is seen on the request's next delivery.
+        """
         if not self.settings.connections_prefix:
             return None
+        from jobrelay.registry import REGISTRY
+
         with self._lock:
             absent_until = self._absent.get(name, 0.0)
+            suspect = name in self._suspect
         if not refresh and time.monotonic() < absent_until:
             return None
-        raw = self.reader(self.secret_name(name), self.max_age, refresh)
+        raw = self.reader(self.secret_name(name), self.max_age, refresh or suspect)
         if raw is None:
-            with self._lock:
-                self._absent[name] = time.monotonic() + self.max_age
+            if name in REGISTRY:
+                with self._lock:
+                    self._absent[name] = time.monotonic() + self.max_age
             return None
         try:
             document = ConnectionDocument.model_validate_json(raw)
-            allowed = self.settings.hosts_allowed(document.provider)
-            check_host(document.base_url, allowed, what="base_url")
-            if document.token_url is not None:
-                check_host(document.token_url, allowed, what="token_url")
-        except (ValidationError, ValueError) as exc:
+        except ValidationError as exc:
+            with self._lock:
+                self._suspect.add(name)
             raise ConfigurationError(
                 f"connection {name!r} is malformed: {_problems(exc)}"
             ) from None
+        if suspect:
+            with self._lock:
+                self._suspect.discard(name)
         return document
+
+    def _check_hosts(self, name: str, document: ConnectionDocument) -> None:
+        allowed = self.settings.hosts_allowed(document.provider)
+        try:
+            check_host(document.base_url, allowed, what="base_url")
+            if document.token_url is not None:
+                check_host(document.token_url, allowed, what="token_url")
+        except ValueError as exc:
+            with self._lock:
+                self._suspect.add(name)
+            raise ConfigurationError(f"connection {name!r} is malformed: {exc}") from None
 
     def _connection(self, name: str, document: ConnectionDocument) -> Connection:
         return Connection(
