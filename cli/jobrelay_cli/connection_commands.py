@@ -118,53 +118,52 @@ def defaults_left(listed: list[ListedConnection]) -> list[str]:
 
 
 def connections_table(listed: list[ListedConnection], defaults: list[str]) -> Table:
-    table = Table(title=f"{len(listed)} connection(s)")
-    for column in (
-        "connection",
-        "provider",
-        "host",
-        "credential",
-        "max in flight",
-        "creates/min",
-        "in flight",
-        "description",
-    ):
+    table = Table(title=f"{len(listed)} connection(s) and {len(defaults)} provider default(s)")
+    for column in ("connection", "provider", "host", "credential", "limits", "in use", "about"):
         table.add_column(column, overflow="fold")
     for connection in listed:
         document = connection.document
         if document is None:
-            table.add_row(connection.name, "", "", "", "", "", "", connection.problem or "")
+            table.add_row(connection.name, "", "", "", "", "", connection.problem or "")
             continue
-        in_flight = ""
+        in_use = ""
         if connection.slots is not None:
-            in_flight = f"{len(connection.slots.held)}, {connection.slots.waiting} waiting"
+            in_use = f"{len(connection.slots.held)} held, {connection.slots.waiting} waiting"
         table.add_row(
             connection.name,
             document.provider,
-            document.base_url.host or "",
+            host_of(document),
             credential_form(document),
-            _number(document.max_in_flight),
-            _number(document.max_creates_per_minute),
-            in_flight,
+            limits_of(document),
+            in_use,
             document.description or "",
         )
     for provider in defaults:
-        entry = REGISTRY[provider]
-        table.add_row(
-            provider,
-            provider,
-            f"the stack's {entry.base_url_parameter}",
-            f"the stack's {entry.secret_parameter}",
-            "",
-            "",
-            "",
-            "default: the stack's configuration",
+        table.add_row(provider, provider, "", "", "none", "", "default")
+    if defaults:
+        parameters = ", ".join(
+            f"{REGISTRY[p].base_url_parameter}/{REGISTRY[p].secret_parameter}" for p in defaults
         )
+        table.caption = f"default: the stack's own configuration ({parameters})"
     return table
 
 
-def _number(value: int | None) -> str:
-    return "-" if value is None else str(value)
+def host_of(document: ConnectionDocument) -> str:
+    """The base URL's host, with its port when it is not the scheme's own."""
+    url = document.base_url
+    usual = {"https": 443, "http": 80}.get(url.scheme)
+    host = url.host or ""
+    return host if url.port in (None, usual) else f"{host}:{url.port}"
+
+
+def limits_of(document: ConnectionDocument) -> str:
+    """`2 in flight, 30/min`, or `none`."""
+    limits = []
+    if document.max_in_flight is not None:
+        limits.append(f"{document.max_in_flight} in flight")
+    if document.max_creates_per_minute is not None:
+        limits.append(f"{document.max_creates_per_minute}/min")
+    return ", ".join(limits) or "none"
 
 
 @operation

@@ -63,18 +63,8 @@ class LimitsTableReader(DynamoConnectionSlots):
             TableName=self.table_name,
             Key={"pk": {"S": connection}, "sk": {"S": key}},
             ConsistentRead=True,
-            # Not the message: it may be 256 KB and status shows none of it.
-            ProjectionExpression="request_id, deadline",
         ).get("Item")
-        if not item:
-            return None
-        return Waiter(
-            connection=connection,
-            request_id=str(item["request_id"]["S"]),
-            key=key,
-            deadline_at=datetime.fromtimestamp(int(item["deadline"]["N"]), UTC),
-            body="",
-        )
+        return self._waiter(connection, item) if item else None
 
 
 @dataclass(frozen=True)
@@ -237,19 +227,22 @@ class Tracking:
             known["status"] = status_of_outcome(outcome.type)
             known["next_poll_at"] = None
         elif current is None and entry is not None and entry.remote_job_id is None:
-            waiting = self._waiting(entry)
-            if waiting is not None:
+            found = self._waiting(entry)
+            if found is not None:
+                waiting, provider = found
                 known.update(status=WAITING, waiting=waiting, deadline_at=waiting.deadline_at)
+                known["provider"] = reading.provider or provider
         return replace(reading, **known)
 
-    def _waiting(self, entry: LedgerEntry) -> Waiting | None:
+    def _waiting(self, entry: LedgerEntry) -> tuple[Waiting, str | None] | None:
         """What a request the ledger says waits (and that has no job) waits for: its place
-        in its connection's queue, or the slot that came to it, or the creation rate."""
+        in its connection's queue, or the slot that came to it, or the creation rate; and
+        its provider when its queued message tells (the ledger does not)."""
         if entry.waiting_for is None or entry.connection is None:
             return None
         waiting = Waiting(entry.connection, entry.waiting_for, since=entry.arrived_at)
         if self.limits is None:
-            return waiting
+            return waiting, None
         name, request_id = entry.connection, entry.request_id
         queued: Waiter | None = None
         key = waiter_key(entry.arrived_at, request_id) if entry.arrived_at else None
@@ -266,12 +259,12 @@ class Tracking:
                 holds_slot=queued is None and request_id in view.held,
             )
         if queued is not None and key is not None:
-            return replace(
-                waiting, deadline_at=queued.deadline_at, position=self.limits.position(name, key)
-            )
+            place = self.limits.position(name, key)
+            in_line = replace(waiting, deadline_at=queued.deadline_at, position=place)
+            return in_line, _provider_of(queued.body)
         if view is not None and waiting.holds_slot:
-            return replace(waiting, deadline_at=view.held[request_id])
-        return waiting
+            return replace(waiting, deadline_at=view.held[request_id]), None
+        return waiting, None
 
     def queues(
         self, provider: str | None = None, providers_of: dict[str, str] | None = None

@@ -358,8 +358,18 @@ def test_connections_lists_each_connection_without_its_credential(geo_team, cli)
         "matatika",
     }
     assert "api.us.deepset.ai" in table
-    assert "2, 3 waiting" in table
-    assert "the stack's PixxelBaseUrl" in table
+    by_name = {row[0]: row for row in rows(table, after="connection(s)")}
+    assert by_name["geo-team"] == [
+        "geo-team",
+        "pixxel",
+        "api.pixxel.space",
+        "api_key",
+        "2 in flight",
+        "2 held, 3 waiting",
+        "the geo team's project key",
+    ]
+    assert by_name["pixxel"] == ["pixxel", "pixxel", "", "", "none", "", "default"]
+    assert "PixxelBaseUrl/PixxelApiKeySecretArn" in table
 
 
 def test_a_connection_named_after_its_provider_replaces_the_default_in_the_list(stack, cli):
