@@ -4,6 +4,11 @@ scenario by scenario. Module-scoped, so moto and the emulators are gone before o
 
 Matatika runs with OAuth client credentials here (the secret holds a client id and secret
 and the emulator's token URL), so a 401 exercises the token refresh path.
+
+Limits are on: each provider's default connection is a connection secret (named after the
+provider, so requests without `connection` use it) with a `max_in_flight` above the run's
+requests, so every request takes a slot and must free it on whatever path it ends; the
+suite then checks no slot is left held.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import Any
 
 import boto3
 import pytest
+from jobrelay.registry import PROVIDER_NAMES, REGISTRY
 from jobrelay_local.emulators.matatika import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
 from jobrelay_local.runtime import LocalStack
 
@@ -22,6 +28,8 @@ from tests.faults.scenarios import BY_ID, HTTP_TIMEOUT_SECONDS, Scenario
 from tests.integration.conftest import Harness
 
 FIGURES_KEY = pytest.StashKey[dict[str, Any]]()
+# More than the requests of a whole run: limits are exercised, nothing waits.
+SLOTS_PER_PROVIDER = 1000
 
 
 @pytest.fixture(scope="module")
@@ -36,22 +44,41 @@ def fault_stack() -> Iterator[Harness]:
             "HttpTimeoutSeconds": str(int(HTTP_TIMEOUT_SECONDS)),
             "ProviderOutageWaitSeconds": "1",
             "MaxReceiveCount": "5",
+            **{f"{name.capitalize()}AllowedHosts": "127.0.0.1" for name in PROVIDER_NAMES},
         },
     )
     with local:
         harness = Harness(local)
         matatika = harness.emulators["matatika"]
-        boto3.client("secretsmanager").put_secret_value(
+        client = {
+            "client_id": DEFAULT_CLIENT_ID,
+            "client_secret": DEFAULT_CLIENT_SECRET,
+            "token_url": f"{matatika.url}/oauth/token",
+        }
+        secrets = boto3.client("secretsmanager")
+        secrets.put_secret_value(
             SecretId=harness.stack.parameters["MatatikaApiKeySecretArn"],
-            SecretString=json.dumps(
-                {
-                    "client_id": DEFAULT_CLIENT_ID,
-                    "client_secret": DEFAULT_CLIENT_SECRET,
-                    "token_url": f"{matatika.url}/oauth/token",
-                }
-            ),
+            SecretString=json.dumps(client),
         )
+        limit_default_connections(harness, client)
         yield harness
+
+
+def limit_default_connections(harness: Harness, matatika_client: dict[str, str]) -> None:
+    """Each provider's default as a connection with a cap no request of the run reaches."""
+    secrets = boto3.client("secretsmanager")
+    prefix = harness.stack.functions["CreateJobFunction"].environment["CONNECTIONS_PREFIX"]
+    for name in PROVIDER_NAMES:
+        entry = REGISTRY[name]
+        key = secrets.get_secret_value(SecretId=harness.stack.parameters[entry.secret_parameter])
+        credential = matatika_client if name == "matatika" else {"api_key": key["SecretString"]}
+        document = {
+            "provider": name,
+            "base_url": harness.emulators[name].url,
+            "max_in_flight": SLOTS_PER_PROVIDER,
+            **credential,
+        }
+        secrets.create_secret(Name=prefix + name, SecretString=json.dumps(document))
 
 
 def selected_scenarios(session: pytest.Session) -> list[Scenario]:

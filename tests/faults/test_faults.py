@@ -4,7 +4,10 @@ See `scenarios.py` for the scenarios and `invariant.py` for the checker."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
+from jobrelay.aws_limits import DynamoConnectionSlots
 
 from tests.faults.play import FaultRun
 from tests.faults.scenarios import CANCELLED_BY, OPERATOR, SCENARIOS, Scenario
@@ -69,6 +72,29 @@ def test_no_outcome_is_lost_and_no_remote_job_is_doubled(fault_run: FaultRun):
     assert sum(v.lost for v in verdicts) == 0
     assert sum(max(0, len(v.remote_jobs) - 1) for v in verdicts) == 0
     fault_run.report.assert_holds(judged)
+
+
+def test_no_slot_is_left_held_by_a_request_that_had_its_outcome(
+    fault_run: FaultRun, fault_stack: Harness
+):
+    # Every request took a slot of its provider's default connection (limits are on); each
+    # one with an outcome freed it, on whatever path it ended (a rejection, a cancel, an
+    # operator stop, a failed tracker, a deadline).
+    slots = DynamoConnectionSlots(
+        fault_stack.stack.functions["CreateJobFunction"].environment["LIMITS_TABLE"]
+    )
+    with_outcome = {key for key, verdict in fault_run.report.verdicts.items() if verdict.events}
+    # A slot is freed just after its outcome is published (TrackerEnded may still be there).
+    deadline = time.monotonic() + 15
+    while True:
+        views = {p: slots.view(p) for p in ("deepset", "pixxel", "matatika")}
+        assert all(v is not None for v in views.values()), "a provider's requests took no slot"
+        leaked = {p: set(v.held) & with_outcome for p, v in views.items() if v is not None}
+        if not any(leaked.values()) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert not any(leaked.values()), leaked
+    assert all(v is not None and v.waiting == 0 for v in views.values())
 
 
 def test_matatika_401s_were_answered_by_a_fresh_oauth_token(

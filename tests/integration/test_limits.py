@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import boto3
@@ -216,7 +217,7 @@ def test_waiting_requests_are_created_in_arrival_order(stack):
     ids = [f"r-order-{n}" for n in range(5)]
     for rid in ids:  # one by one: each has arrived before the next is sent
         stack.send(request(rid, "one-at-a-time"))
-        wait_for(lambda rid=rid: _seen(stack, rid), what=f"{rid} taken by CreateJob")
+        wait_for(partial(_seen, stack, rid), what=f"{rid} taken by CreateJob")
     outcomes = stack.outcomes(ids)
     created = sorted(ids, key=lambda rid: outcomes[rid]["data"]["created_at"])
     assert created == ids

@@ -14,7 +14,7 @@ from jobrelay.admission import Ended, Entered, Gate, waiter_key, with_request_id
 from jobrelay.aws_limits import DynamoConnectionSlots
 from jobrelay.connections import Connection, Limits
 from jobrelay.errors import RequestWaiting
-from jobrelay.ports import Waiter
+from jobrelay.ports import LedgerEntry, Waiter
 from jobrelay.secrets import StaticKey
 from moto import mock_aws
 
@@ -162,6 +162,12 @@ def gate_of(slots: DynamoConnectionSlots) -> tuple[Gate, SentMessages, MemoryLed
     return Gate(slots=slots, queue=queue, ledger=ledger, clock=clock), queue, ledger, clock
 
 
+def entry(ledger: MemoryLedger, request_id: str) -> LedgerEntry:
+    found = ledger.entry(request_id)
+    assert found is not None
+    return found
+
+
 def enter(gate: Gate, request_id: str, *, deadline: int = 3600) -> Entered | Ended:
     return gate.enter(
         connection(), request_id, body(), deadline_seconds=deadline, cancelled=lambda: False
@@ -189,7 +195,7 @@ def test_the_gate_queues_a_request_over_the_cap_and_hands_it_the_freed_slot(slot
     ((timer, delay),) = queue.sent
     assert json.loads(timer)["request_id"] == "r2"
     assert delay == 900
-    assert ledger.entry("r2").waiting_for == "slot"
+    assert entry(ledger, "r2").waiting_for == "slot"
     gate.free("geo", "r1")
     assert queue.bodies(delayed=False) == ["r2"]  # woken at once
     clock.now += timedelta(seconds=5)
@@ -226,9 +232,9 @@ def test_a_cancel_wakes_a_queued_request(slots):
     enter(gate, "r1")
     with pytest.raises(RequestWaiting):
         enter(gate, "r2")
-    assert gate.wake_cancelled(ledger.entry("r2")) is True
+    assert gate.wake_cancelled(entry(ledger, "r2")) is True
     assert queue.bodies(delayed=False) == ["r2"]
-    assert gate.wake_cancelled(ledger.entry("r2")) is False  # already out of line
+    assert gate.wake_cancelled(entry(ledger, "r2")) is False  # already out of line
 
 
 def test_over_the_creation_rate_the_request_comes_back_next_minute(slots):

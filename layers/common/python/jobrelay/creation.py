@@ -7,15 +7,11 @@ record as a batch item failure and SQS delivers it again later.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
-
-from pydantic import ValidationError
-from pydantic_core import ErrorDetails
 
 from jobrelay.admission import Ended, Entered, Gate
 from jobrelay.connections import Connection, default_connection
@@ -33,9 +29,15 @@ from jobrelay.events import (
     validated_event,
     waited_out_event,
 )
+from jobrelay.messages import (
+    QueueMessage,
+    metadata_hint,
+    provider_hint,
+    parse_message,
+    parse_request,
+    request_key,
+)
 from jobrelay.models import (
-    METADATA_ADAPTER,
-    REQUEST_ID_ADAPTER,
     CancelRequest,
     JobRef,
     JobStatus,
@@ -55,7 +57,7 @@ from jobrelay.ports import (
     TrackerStarter,
 )
 from jobrelay.providers.base import CreatedJob, Provider
-from jobrelay.registry import JOB_REQUEST_ADAPTER, PROVIDER_NAMES, JobRequest
+from jobrelay.registry import JobRequest
 from jobrelay.settings import Settings
 
 # How far before the first create attempt a reconciled job may have been created (clock skew
@@ -66,23 +68,14 @@ MAX_ADOPTION_TRIES = 5
 MAX_EVENT_PROBLEMS = 50
 
 
-class QueueMessage(LazyModel):
-    """One SQS record as CreateJob sees it; `request_key` is the idempotency key, `sender`
-    the SQS sender id (who asked, for a cancel that does not say)."""
-
-    message_id: str
-    body: str
-    request_key: str
-    sender: str | None = None
-
-    @classmethod
-    def from_record(cls, message_id: str, body: str, sender: str | None = None) -> QueueMessage:
-        return cls(
-            message_id=message_id,
-            body=body,
-            request_key=request_key(message_id, body),
-            sender=sender,
-        )
+__all__ = [
+    "CreateResult",
+    "JobCreator",
+    "QueueMessage",
+    "parse_message",
+    "parse_request",
+    "request_key",
+]
 
 
 class CreateResult(LazyModel):
@@ -95,66 +88,6 @@ class CreateResult(LazyModel):
     execution_arn: str | None = None
     event_id: str | None = None
     adopted: bool = False
-
-
-def request_key(message_id: str, body: str) -> str:
-    """The request's id when the body carries a well-formed one, else the SQS message id. A
-    cancel is a message of its own: `cancel:<request id>`, so it never shares its request's
-    idempotency record."""
-    loose = _loose_body(body)
-    try:
-        request_id = REQUEST_ID_ADAPTER.validate_python(loose.get("request_id"), strict=True)
-    except ValidationError:
-        return message_id
-    return f"cancel:{request_id}" if loose.get("action") == "cancel" else request_id
-
-
-def parse_request(body: str) -> JobRequest:
-    """The body as a `JobRequest`, or `RequestInvalid` naming every offending field."""
-    message = parse_message(body)
-    if isinstance(message, CancelRequest):
-        raise RequestInvalid(
-            "a cancel is not a request",
-            [FieldProblem(field="action", message="expected 'create'", kind="literal_error")],
-        )
-    return message
-
-
-def parse_message(body: str) -> JobRequest | CancelRequest:
-    """The body as a create (`JobRequest`, `action` absent or `"create"`) or a cancel
-    (`CancelRequest`), or `RequestInvalid` naming every offending field."""
-    try:
-        # NaN and Infinity parse here and are refused by the models, field by field.
-        raw: Any = json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        # RecursionError: JSON nested deeper than the parser's stack; refused, not crashed on.
-        message = str(exc) if isinstance(exc, ValueError) else "nested too deeply"
-        raise RequestInvalid(
-            f"the message body is not JSON we accept: {message}",
-            [FieldProblem(field="body", message=message, kind="json_invalid")],
-        ) from exc
-    if not isinstance(raw, dict):
-        raise RequestInvalid(
-            "the message body must be a JSON object",
-            [FieldProblem(field="body", message="expected an object", kind="type_error")],
-        )
-    action = raw.get("action")
-    if action not in (None, "create", "cancel"):
-        raise RequestInvalid(
-            "invalid request: action: expected 'create' or 'cancel'",
-            [FieldProblem(field="action", message="expected 'create' or 'cancel'", kind="enum")],
-        )
-    try:
-        if action == "cancel":
-            return CancelRequest.model_validate(raw)
-        return JOB_REQUEST_ADAPTER.validate_python(raw)
-    except ValidationError as exc:
-        problems = [
-            FieldProblem(field=_field_name(error), message=error["msg"], kind=error["type"])
-            for error in exc.errors(include_url=False, include_input=False)
-        ]
-        summary = "; ".join(f"{p.field}: {p.message}" for p in problems[:5])
-        raise RequestInvalid(f"invalid request: {summary}", problems) from exc
 
 
 @dataclass
@@ -176,7 +109,7 @@ class JobCreator:
         # A malformed cancel is rejected under its own key (`cancel:<id>`), never as the
         # outcome of the request it names.
         request_id = message.request_key
-        provider_hint = _provider_hint(message.body)
+        hinted_provider = provider_hint(message.body)
         connection: Connection | None = None
         try:
             request = parse_message(message.body)
@@ -203,7 +136,7 @@ class JobCreator:
             return self._reject(
                 message,
                 request_id,
-                provider_hint,
+                hinted_provider,
                 exc.code,
                 exc.message,
                 exc.problems,
@@ -455,7 +388,7 @@ class JobCreator:
         *,
         connection: str | None = None,
     ) -> CreateResult:
-        metadata = _metadata_hint(message.body)
+        metadata = metadata_hint(message.body)
         # An SNS message holds 256 KiB: a body with thousands of bad fields is reported by
         # its first problems and a count.
         details: dict[str, Any] = {}
@@ -487,40 +420,3 @@ class JobCreator:
         return CreateResult(
             outcome="rejected", request_id=request_id, provider=provider, event_id=event.id
         )
-
-
-# Parts of a pydantic error location that name a union member or a validator, not a field.
-_UNION_MEMBER_TAGS = frozenset({"str", "int", "float", "bool", "none", "[key]"})
-
-
-def _field_name(error: ErrorDetails) -> str:
-    """The offending field as a dotted path, without the union and validator tags pydantic
-    puts in locations (`metadata.team.str` is reported as `metadata.team`)."""
-    if error["type"].startswith("union_tag"):
-        return "provider"
-    loc = [str(part) for part in error["loc"]]
-    if loc and loc[0] in PROVIDER_NAMES:
-        loc = loc[1:]
-    loc = [part for part in loc if part not in _UNION_MEMBER_TAGS and "[" not in part]
-    return ".".join(loc) or "body"
-
-
-def _loose_body(body: str) -> dict[str, Any]:
-    try:
-        raw = json.loads(body)
-    except (ValueError, RecursionError):
-        return {}
-    return raw if isinstance(raw, dict) else {}
-
-
-def _provider_hint(body: str) -> str | None:
-    provider = _loose_body(body).get("provider")
-    return provider if provider in PROVIDER_NAMES else None
-
-
-def _metadata_hint(body: str) -> dict[str, Any]:
-    """Echo a rejected request's metadata only when it is itself valid."""
-    try:
-        return METADATA_ADAPTER.validate_python(_loose_body(body).get("metadata", {}))
-    except ValidationError:
-        return {}
