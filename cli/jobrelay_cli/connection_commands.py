@@ -1,4 +1,4 @@
-"""`jobrelay connections`: the connections a stack keeps (its secrets under the
+"""`jobrelay connections list`: the connections a stack keeps (its secrets under the
 `ConnectionsSecretPrefix` output), each with its provider, host, credential form and limits,
 and the slots it holds now; never a credential."""
 
@@ -26,6 +26,11 @@ from jobrelay_cli.tracking import LimitsReader, LimitsTableReader
 
 JsonOutput = Annotated[bool, typer.Option("--json", help="Print JSON (one object per line).")]
 _NAME = TypeAdapter(ConnectionName)
+
+connections_app = typer.Typer(
+    help="A stack's connections: the provider accounts its requests choose with `connection`.",
+    no_args_is_help=True,
+)
 
 
 @dataclass(frozen=True)
@@ -166,15 +171,15 @@ def limits_of(document: ConnectionDocument) -> str:
     return ", ".join(limits) or "none"
 
 
+@connections_app.command("list")
 @operation
-def connections(
+def list_command(
     as_json: JsonOutput = False,
     endpoint: Endpoint = None,
     stack_name: StackName = None,
     region: Region = None,
 ) -> None:
-    """The stack's connections: provider, host, credential form, limits and slots in use
-    (never a credential); and the providers whose default is the stack's configuration."""
+    """Each connection's provider, host, credential form, limits and slots in use."""
     stack = connect(endpoint, stack_name, region)
     listed = list_connections(stack.client("secretsmanager"), _prefix(stack), _limits(stack))
     defaults = defaults_left(listed)

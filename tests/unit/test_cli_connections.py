@@ -322,7 +322,7 @@ def test_a_stack_deployed_before_limits_still_shows_jobs_and_status(geo_team, cl
     assert [line["request_id"] for line in cli.json_lines("jobs")] == ["r1", "r2"]
     assert "connection geo-team" in cli("status", "r1")
     # and connections says in one line why it has none
-    refused = cli("connections", exit_code=1)
+    refused = cli("connections", "list", exit_code=1)
     assert "keeps no connections" in refused
     assert len(refused.strip().splitlines()) == 1
 
@@ -336,8 +336,8 @@ def test_connections_lists_each_connection_without_its_credential(geo_team, cli)
     geo_team.add_connection("broken", {"provider": "pixxel", "api_key": KEY, "extra": 1})
     geo_team.add_connection("bad.name", {"provider": "pixxel"})
     # When they are listed
-    table = cli("connections")
-    lines = {line["name"]: line for line in cli.json_lines("connections")}
+    table = cli("connections", "list")
+    lines = {line["name"]: line for line in cli.json_lines("connections", "list")}
     # Then each shows its provider, host, credential form and limits, never the key
     assert KEY not in table
     assert KEY not in json.dumps(lines)
@@ -376,7 +376,7 @@ def test_a_connection_named_after_its_provider_replaces_the_default_in_the_list(
     stack.add_connection(
         "pixxel", {"provider": "pixxel", "base_url": "https://api.pixxel.space", "api_key": KEY}
     )
-    lines = cli.json_lines("connections")
+    lines = cli.json_lines("connections", "list")
     assert [(line["name"], bool(line.get("default"))) for line in lines] == [
         ("pixxel", False),
         ("deepset", True),
