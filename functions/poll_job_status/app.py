@@ -27,6 +27,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     logger.append_keys(
         request_id=job.request_id,
         provider=job.provider,
+        connection=job.connection_name,
         remote_job_id=job.remote_job_id,
         generation=job.generation,
     )

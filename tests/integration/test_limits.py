@@ -283,3 +283,40 @@ def test_a_connection_added_while_the_stack_runs_is_used_by_the_next_request(sta
     event = stack.outcomes(["r-after"])["r-after"]
     assert event["type"] == "jobrelay.job.succeeded"
     assert event["data"]["connection"] == "newcomer"
+
+
+def test_an_operator_stop_of_a_slot_holder_frees_its_slot_for_the_next(stack):
+    stack.add_connection("stoppable", max_in_flight=1)
+    stack.pixxel.configure_target(WORKFLOW, queued=0.0, duration=600.0)
+    stack.send(request("r-stopped", "stoppable", tracking={"poll_interval_seconds": 600}))
+    wait_for(lambda: len(stack.jobs()) == 1, what="the holder's job")
+    stack.send(request("r-queued", "stoppable"))
+    wait_for(lambda: _seen(stack, "r-queued"), what="the second request queued")
+    stack.pixxel.configure_target(WORKFLOW, queued=0.0, duration=0.3)
+    sfn = boto3.client("stepfunctions")
+    (running,) = [
+        e
+        for e in sfn.list_executions(stateMachineArn=stack.stack.state_machine_arn)["executions"]
+        if e["status"] == "RUNNING"
+    ]
+    sfn.stop_execution(executionArn=running["executionArn"], error="ops", cause="maintenance")
+    outcomes = stack.outcomes(["r-stopped", "r-queued"])
+    assert outcomes["r-stopped"]["type"] == "jobrelay.job.cancelled"  # TrackerEnded's
+    assert outcomes["r-queued"]["type"] == "jobrelay.job.succeeded"
+    assert len(stack.jobs()) == 2
+
+
+def test_a_create_failing_transiently_keeps_its_slot_until_it_succeeds(stack):
+    stack.add_connection("flaky", max_in_flight=1)
+    stack.pixxel.configure_target(WORKFLOW, queued=0.0, duration=0.5)
+    # The first create answers 503 through every HTTP attempt: the record is retried by SQS.
+    stack.pixxel.add_fault(method="POST", path="/jobs", status=[503, 503, 503])
+    stack.send(request("r-flaky", "flaky"))
+    wait_for(lambda: _seen(stack, "r-flaky"), what="the first attempt")
+    stack.send(request("r-after-flaky", "flaky"))
+    outcomes = stack.outcomes(["r-flaky", "r-after-flaky"])
+    assert {e["type"] for e in outcomes.values()} == {"jobrelay.job.succeeded"}
+    created = sorted(outcomes.values(), key=lambda e: e["data"]["created_at"])
+    assert [e["data"]["request_id"] for e in created] == ["r-flaky", "r-after-flaky"]
+    assert peak_running(stack.jobs()) == 1
+    assert stack.dead_letters() == []

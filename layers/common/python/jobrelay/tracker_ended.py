@@ -65,7 +65,9 @@ class TrackerEndedService:
             change.input or trackers.input_of(change.execution_arn)
         )
         request_id = state.job.request_id
-        logger.append_keys(request_id=request_id, provider=state.job.provider)
+        logger.append_keys(
+            request_id=request_id, provider=state.job.provider, connection=state.job.connection_name
+        )
         entry = self.ledger.entry(request_id)
         if entry is not None and entry.outcome_type is not None:
             logger.info("tracker ended after its outcome", outcome=entry.outcome_type)
