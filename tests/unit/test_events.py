@@ -112,3 +112,19 @@ def test_rejected_event_lists_field_problems_and_attributes():
 def test_tracking_error_tolerates_plain_causes():
     assert tracking_error({"Error": "States.Timeout"}).message == "States.Timeout"
     assert tracking_error({"Error": "X", "Cause": "{broken"}).message == "{broken"
+
+
+def test_a_tracked_jobs_event_names_its_connection_and_subscribers_can_filter_on_it():
+    tracked = state(JobStatus.SUCCEEDED)
+    tracked = tracked.model_copy(
+        update={"job": tracked.job.model_copy(update={"connection": "geo-team"})}
+    )
+    event = outcome_event(tracked, source="urn:jobrelay:test", now=T0 + timedelta(minutes=1))
+    assert event.data.connection == "geo-team"
+    assert message_attributes(event)["connection"] == {
+        "DataType": "String",
+        "StringValue": "geo-team",
+    }
+    # A tracker started before connections existed carries none: its provider's default.
+    default = outcome_event(state(JobStatus.SUCCEEDED), source="urn:jobrelay:test", now=T0)
+    assert default.data.connection == "pixxel"
