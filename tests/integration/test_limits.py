@@ -320,3 +320,51 @@ def test_a_create_failing_transiently_keeps_its_slot_until_it_succeeds(stack):
     assert [e["data"]["request_id"] for e in created] == ["r-flaky", "r-after-flaky"]
     assert peak_running(stack.jobs()) == 1
     assert stack.dead_letters() == []
+
+
+def test_each_connection_calls_with_its_own_key_and_finds_only_its_own_jobs(stack):
+    stack.pixxel.add_tenant("key-of-geo", label="geo")
+    stack.pixxel.add_tenant("key-of-lab", label="lab")
+    stack.add_connection("geo", api_key="key-of-geo", max_in_flight=1)
+    stack.add_connection("lab", api_key="key-of-lab")
+    stack.pixxel.configure_target(WORKFLOW, queued=0.0, duration=0.5)
+    ids = {f"r-geo-{n}": "geo" for n in range(3)} | {f"r-lab-{n}": "lab" for n in range(2)}
+    stack.send(*(request(rid, connection) for rid, connection in ids.items()))
+    outcomes = stack.outcomes(list(ids))
+    assert {e["type"] for e in outcomes.values()} == {"jobrelay.job.succeeded"}
+    tenants = stack.pixxel.tenants()
+    # Every create, poll and list went with the connection's key (another tenant's poll
+    # of a job would have been a 404, and its request would have failed).
+    assert (tenants["geo"]["created"], tenants["lab"]["created"]) == (3, 2)
+    assert tenants["geo"]["max_running"] == 1  # its cap
+    assert tenants["lab"]["max_running"] >= 1
+
+
+def test_a_matatika_connection_with_oauth_client_credentials_gets_its_own_token(stack):
+    matatika = stack.local.emulators["matatika"]
+    matatika.add_client("team-client", "team-secret", label="team")
+    matatika.configure_target("pipe-1", queued=0.0, duration=0.5)
+    stack.secrets.create_secret(
+        Name=stack.prefix + "elt-team",
+        SecretString=json.dumps(
+            {
+                "provider": "matatika",
+                "base_url": matatika.url,
+                "client_id": "team-client",
+                "client_secret": "team-secret",
+                "token_url": f"{matatika.url}/oauth/token",
+            }
+        ),
+    )
+    stack.send(
+        {
+            "request_id": "r-elt",
+            "provider": "matatika",
+            "connection": "elt-team",
+            "params": {"pipeline_id": "pipe-1"},
+        }
+    )
+    event = stack.outcomes(["r-elt"])["r-elt"]
+    assert event["type"] == "jobrelay.job.succeeded", event
+    assert event["data"]["connection"] == "elt-team"
+    assert matatika.tenants()["team"]["created"] == 1
