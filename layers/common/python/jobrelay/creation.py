@@ -32,9 +32,9 @@ from jobrelay.events import (
 from jobrelay.messages import (
     QueueMessage,
     metadata_hint,
-    provider_hint,
     parse_message,
     parse_request,
+    provider_hint,
     request_key,
 )
 from jobrelay.models import (
