@@ -8,6 +8,8 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -15,12 +17,14 @@ from rich.live import Live
 from rich.table import Table
 
 from jobrelay_cli.console import console, out, print_outcomes
+from jobrelay_cli.errors import CommandError, operation
 from jobrelay_cli.live_view import outcomes_of, progress_table
-from jobrelay_cli.options import Files, JsonFlag, requests_from
+from jobrelay_cli.options import ConnectionsFile, Files, JsonFlag, connections_from, requests_from
 from jobrelay_cli.requests_io import request_id_of
 from jobrelay_cli.state import EVENTS_FILE, LOGS_FILE, METRICS_FILE, STATE_DIR, STATE_FILE
 
 if TYPE_CHECKING:
+    from jobrelay_local.connections_file import LocalConnection
     from jobrelay_local.runtime import LocalStack
 
 
@@ -31,19 +35,54 @@ def _local_stack(**options: Any) -> LocalStack:
     return LocalStack(log_file=LOGS_FILE, metrics_file=METRICS_FILE, log_dir=STATE_DIR, **options)
 
 
+def _started(local: LocalStack) -> LocalStack:
+    """The stack started; a connection it cannot place fails in one line, stack stopped."""
+    from jobrelay_local.connections_file import ConnectionsFileError
+
+    try:
+        local.start()
+    except ConnectionsFileError as exc:
+        raise CommandError(str(exc), exit_code=2) from None
+    for note in local.connection_notes:
+        console.print(note, markup=False, highlight=False)
+    return local
+
+
+@contextmanager
+def _running(local: LocalStack) -> Iterator[LocalStack]:
+    _started(local)
+    try:
+        yield local
+    finally:
+        local.stop()
+
+
+def connections_state(local: LocalStack) -> dict[str, Any]:
+    """What `jobrelay up` records for commands that add connections: where the functions
+    read them, and which emulators are the stack's own (to accept their credentials)."""
+    return {
+        "connections_prefix": local.connections_prefix,
+        "emulators": {name: server.url for name, server in local.emulators.items()},
+    }
+
+
+@operation
 def up(
     port: Annotated[int, typer.Option(help="Port of the local AWS endpoint.")] = 5000,
+    connections: ConnectionsFile = None,
 ) -> None:
     """Start the local stack in the foreground (Ctrl-C stops it)."""
+    known = connections_from(connections)
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     EVENTS_FILE.write_text("", encoding="utf-8")
-    local = _local_stack(server_port=port).start()
+    local = _started(_local_stack(server_port=port, connections=known))
     stack = local.require_stack()
     state = {
         "endpoint_url": local.endpoint_url,
         "region": stack.region,
         "outputs": stack.outputs,
         "providers": local.provider_urls,
+        **connections_state(local),
         "events_file": str(EVENTS_FILE.resolve()),
         "pid": os.getpid(),
     }
@@ -57,6 +96,8 @@ def up(
     table.add_row("State machine", stack.state_machine_arn)
     for name, url in local.provider_urls.items():
         table.add_row(f"{name} API", url)
+    for name, placed in local.placed_connections.items():
+        table.add_row(f"connection {name}", f"{placed.provider} at {placed.base_url}")
     out.print(table)
     out.print(
         f"Point boto3 or the AWS CLI at it: AWS_ENDPOINT_URL={local.endpoint_url} "
@@ -91,10 +132,11 @@ def _run(
     as_json: bool,
     targets: dict[str, dict[str, dict[str, Any]]] | None = None,
     live: bool = False,
+    connections: list[LocalConnection] | None = None,
 ) -> tuple[dict[str, dict[str, Any]], set[str]]:
     """An ephemeral stack: submit, wait for every outcome (or the timeout), print, stop."""
     console.print("starting the local stack…")
-    with _local_stack() as local:
+    with _running(_local_stack(connections=connections or [])) as local:
         for provider, by_target in (targets or {}).items():
             emulator = local.emulators.get(provider)
             for target, behaviour in by_target.items():
@@ -128,14 +170,17 @@ def _run(
     return outcomes, open_ids
 
 
+@operation
 def run(
     files: Files,
     as_json: JsonFlag = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for every outcome.")] = 300,
+    connections: ConnectionsFile = None,
 ) -> None:
     """Start an ephemeral local stack, submit the requests, print each outcome, stop."""
     requests = requests_from(files)
-    _, open_ids = _run(requests, timeout=timeout, as_json=as_json)
+    known = connections_from(connections)
+    _, open_ids = _run(requests, timeout=timeout, as_json=as_json, connections=known)
     if open_ids:
         console.print(f"[red]no outcome within {timeout:.0f}s:[/] {', '.join(sorted(open_ids))}")
         raise typer.Exit(1)
