@@ -372,6 +372,16 @@ def test_connections_lists_each_connection_without_its_credential(geo_team, cli)
     assert "PixxelBaseUrl/PixxelApiKeySecretArn" in table
 
 
+def test_connections_add_reads_its_file_before_anything_else(tmp_path):
+    # Given no connections file where one is named
+    missing = tmp_path / "missing.yaml"
+    # When it is added
+    result = CliRunner().invoke(app, ["connections", "add", str(missing)])
+    # Then the command fails in one line naming the file, as one of how it was called
+    assert result.exit_code == 2
+    assert "missing.yaml" in result.output
+
+
 def test_a_connection_named_after_its_provider_replaces_the_default_in_the_list(stack, cli):
     stack.add_connection(
         "pixxel", {"provider": "pixxel", "base_url": "https://api.pixxel.space", "api_key": KEY}
