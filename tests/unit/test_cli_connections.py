@@ -59,9 +59,6 @@ class MotoStack:
 
     def hold(self, connection: str, request_id: str, *, cap: int, provider: str) -> None:
         """A request that took a slot and whose job is tracked."""
-        # moto evaluates `size()` of a missing map as an error, where DynamoDB answers the
-        # condition false and the layer makes the slots item: make it first.
-        self.slots._ensure(connection, cap)
         assert self.slots.take(connection, request_id, cap=cap, deadline_at=self.now + HOUR)
         job = JobRef(
             request_id=request_id,
@@ -79,7 +76,6 @@ class MotoStack:
         self, connection: str, request_id: str, *, cap: int, arrived: datetime, provider: str
     ) -> None:
         """A request over its connection's cap, queued as CreateJob queues it."""
-        self.slots._ensure(connection, cap)
         at = self.ledger.note_waiting(
             request_id, connection=connection, waiting_for="slot", at=arrived
         )
