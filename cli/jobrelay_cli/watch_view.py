@@ -64,17 +64,7 @@ def requests_table(
     running: list[RequestStatus], ended: list[RequestStatus], now: datetime, *, title: str
 ) -> Table:
     table = Table(title=title)
-    columns = (
-        "request",
-        "provider",
-        "connection",
-        "job",
-        "status",
-        "polls",
-        "next poll",
-        "outcome",
-    )
-    for column in columns:
+    for column in ("request", "provider", "job", "status", "polls", "next poll", "outcome"):
         table.add_column(column, overflow="fold")
     for reading in running:
         table.add_row(*_row(reading), _next_poll(reading, now), "…")
@@ -135,16 +125,20 @@ def _until(moment: datetime | None, now: datetime) -> str:
     return f"in {span(seconds)}" if seconds >= 1 else f"passed {span(-seconds)} ago"
 
 
-def _row(reading: RequestStatus) -> tuple[str, str, str, str, str, str]:
+def _row(reading: RequestStatus) -> tuple[str, str, str, str, str]:
     status = reading.status or "?"
     if reading.raw_status and reading.raw_status != reading.status:
         status += f" ({reading.raw_status})"
     if reading.cancel is not None and reading.outcome is None:
         status += ", cancel asked"
+    # The connection beside its provider when it is a named one (the width of an 80-column
+    # terminal has no room for a column that mostly repeats the provider).
+    provider = reading.provider or ""
+    if reading.connection and reading.connection != reading.provider:
+        provider += f" ({reading.connection})"
     return (
         reading.request_id,
-        reading.provider or "",
-        reading.connection or "",
+        provider,
         reading.remote_job_id or "",
         status,
         "" if reading.polls is None else str(reading.polls),

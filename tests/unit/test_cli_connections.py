@@ -199,6 +199,10 @@ def test_jobs_lists_the_waiting_requests_apart_per_connection_in_line(geo_team, 
     lines = cli.json_lines("jobs")
     # Then the running jobs come first, then geo-team's slots and its line, oldest first
     assert "2 request(s) in flight" in table
+    assert [row[:2] for row in rows(table, after="in flight")[:2]] == [
+        ["r1", "pixxel (geo-team)"],
+        ["r2", "pixxel (geo-team)"],
+    ]
     assert "3 request(s) waiting for a slot" in table
     assert rows(table, after="waiting for a slot") == [
         ["geo-team", "2 of 2", "1", "w1", "10m ago", "in 50m"],

@@ -314,4 +314,4 @@ def test_watch_moves_a_request_that_ended_to_the_ended_rows_with_its_outcome(sfn
     }
     table = watch.table(T0 + timedelta(minutes=3))
     assert table.row_count == 3
-    assert list(table.columns[6].cells) == ["in 30s", "", ""]  # w2's next poll, then the ended
+    assert list(table.columns[5].cells) == ["in 30s", "", ""]  # w2's next poll, then the ended
