@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from cfnlint.decode import decode
@@ -81,9 +82,14 @@ def test_each_provider_has_what_a_deployed_stack_needs(name):
     parameters = template["Parameters"]
     assert parameters[entry.base_url_parameter]["Default"] == entry.default_base_url
     assert entry.secret_parameter in parameters
+    # A connection may reach the provider's public hosts unless the stack says otherwise.
+    hosts = parameters[entry.allowed_hosts_parameter]["Default"].split(",")
+    assert tuple(hosts) == entry.adapter.public_hosts
+    assert urlsplit(entry.default_base_url).hostname in hosts
     for function in PROVIDER_FUNCTIONS:
         environment = _environment(template, function)
         assert environment[entry.base_url_env] == {"Ref": entry.base_url_parameter}, function
+        assert environment[entry.allowed_hosts_env] == {"Ref": entry.allowed_hosts_parameter}
         assert environment[entry.secret_env] == {"Ref": entry.secret_parameter}, function
         assert entry.secret_parameter in _secret_refs(template, function), function
 

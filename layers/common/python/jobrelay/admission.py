@@ -33,9 +33,10 @@ from jobrelay.ports import ConnectionSlots, JobLedger, LedgerEntry, RequestQueue
 WAITER_PREFIX = "w#"
 # The longest delay of an SQS message: a waiting request looks at its deadline this often.
 TIMER_SECONDS = 900
-# A slot whose holder never made a job is reclaimed this long after the holder's deadline
-# (its message went to the DLQ through SQS's receive count); one whose request has had its
-# outcome is reclaimed at once.
+# A slot whose request has had its outcome is reclaimed at once; one whose holder is this
+# long past its deadline with no outcome too: its tracker would have ended it at the
+# deadline, so its message went to the DLQ through SQS's receive count before a tracker
+# started (the request, and any job it made, are then an operator's).
 STALE_AFTER_DEADLINE = timedelta(hours=1)
 # Requests over the creation rate come back spread over this many seconds of the next minute.
 RATE_SPREAD_SECONDS = 5
@@ -187,13 +188,11 @@ class Gate:
         )
 
     def _stale(self, request_id: str, until: datetime) -> bool:
-        """A holder done with its slot: its outcome is out, or it never made its job and
-        its deadline is long past."""
-        entry = self.ledger.entry(request_id)
-        if entry is not None and entry.outcome_type is not None:
+        """A holder done with its slot: its outcome is out, or its deadline is long past."""
+        if self.clock() > until + STALE_AFTER_DEADLINE:
             return True
-        never_created = entry is None or entry.remote_job_id is None
-        return never_created and self.clock() > until + STALE_AFTER_DEADLINE
+        entry = self.ledger.entry(request_id)
+        return entry is not None and entry.outcome_type is not None
 
     def _wake(self, waiter: Waiter) -> None:
         """Send an admitted waiter's message back to the queue (its slot is held for it; if

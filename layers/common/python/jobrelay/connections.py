@@ -6,7 +6,8 @@ JSON `ConnectionDocument`; adding one needs no redeploy. A request names one wit
 `connection`; without it, the connection named after its provider, which is the secret of
 that name when there is one and otherwise today's configuration (`<NAME>_BASE_URL` and
 `<NAME>_API_KEY_SECRET_ARN`). Documents are read through Powertools parameters and cached
-like API keys; a name that has no secret is remembered as absent for as long.
+like API keys; a provider's name that has no secret is remembered as absent for as long (any
+other missing name is looked up afresh: a request naming it is refused).
 """
 
 from __future__ import annotations
@@ -168,7 +169,8 @@ def read_secret(name: str, max_age: int, refresh: bool) -> str | None:
 
 class ConnectionDirectory:
     """Resolves connection names, for the life of a process (each document cached `max_age`
-    seconds, the secret's own cache, and a missing one remembered as missing as long)."""
+    seconds, the secret's own cache; a provider's name without a secret remembered as
+    missing as long)."""
 
     def __init__(self, settings: Settings, reader: SecretReader = read_secret) -> None:
         self.settings = settings

@@ -277,11 +277,12 @@ class JobCreator:
             assert cancel is not None  # Ended("cancelled") only after reading one
             self._leave(connection, request_id)
             return self._cancelled_before_creation(request, request_id, cancel, connection)
-        created, adopted = self._create_once(provider, request, request_id)
+        created, adopted, arrived_at = self._create_once(provider, request, request_id)
         now = self.clock()
         interval = request.tracking.poll_interval_seconds or self.settings.poll_interval_seconds
         report = created.report
-        deadline_at = entered.deadline_at or now + timedelta(seconds=deadline)
+        # A request that waited for its connection counts its deadline from its arrival.
+        deadline_at = entered.deadline_at or (arrived_at or now) + timedelta(seconds=deadline)
         deadline = max(1, math.ceil((deadline_at - now).total_seconds()))
         job = JobRef(
             request_id=request_id,
@@ -327,23 +328,26 @@ class JobCreator:
 
     def _create_once(
         self, provider: Provider, request: JobRequest, request_id: str
-    ) -> tuple[CreatedJob, bool]:
-        """Create the remote job unless an earlier attempt of this request already did."""
+    ) -> tuple[CreatedJob, bool, datetime | None]:
+        """Create the remote job unless an earlier attempt of this request already did;
+        answers it, whether it was adopted, and when the request first arrived if it waited."""
         entry = self.ledger.begin_attempt(request_id, self.clock())
+        arrived_at = entry.arrived_at if entry else None
         if entry and entry.remote_job_id:
-            return CreatedJob(remote_job_id=entry.remote_job_id, locator=entry.locator), True
+            job = CreatedJob(remote_job_id=entry.remote_job_id, locator=entry.locator)
+            return job, True, arrived_at
         if entry and entry.create_attempted_at:
             # An earlier attempt may have reached the provider without an answer.
             found = self._adopt(provider, request, request_id, entry.create_attempted_at)
             if found is not None:
-                return found, True
+                return found, True, arrived_at
         created = provider.create(request.params)
         # Raises JobClaimed if another request's reconciliation adopted this job in the
         # moment between; the record is retried and its reconciliation passes over it.
         self.ledger.record_created(
             request_id, created.remote_job_id, created.locator, provider=request.provider
         )
-        return created, False
+        return created, False, arrived_at
 
     def _adopt(
         self, provider: Provider, request: JobRequest, request_id: str, attempted_at: datetime

@@ -85,7 +85,8 @@ class Provider(ABC):
     # The provider's public API hosts: where a connection may send its credential unless the
     # stack allows others (`<NAME>_ALLOWED_HOSTS`).
     public_hosts: ClassVar[tuple[str, ...]]
-    # The credential forms a connection of this provider may give besides `api_key`.
+    # The credential forms a connection of this provider may give (`api_key`, `token`,
+    # `client_credentials`).
     credential_forms: ClassVar[frozenset[str]] = frozenset({"api_key"})
     can_cancel: ClassVar[bool] = False
 
