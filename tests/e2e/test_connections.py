@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ def env(cli_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
     return bare
 
 
-def write_connections(path: Path, **connections: dict[str, Any]) -> Path:
+def write_connections(path: Path, connections: Mapping[str, Any]) -> Path:
     """A connections file, JSON or YAML as its name says."""
     document = {"connections": connections}
     dump = json.dumps if path.suffix == ".json" else yaml.safe_dump
@@ -66,7 +67,7 @@ def test_run_drives_two_connections_of_one_provider_and_its_default(
     tenant_a, tenant_b = pixxel_api.add_tenant(KEY_A), pixxel_api.add_tenant(KEY_B)
     connections = write_connections(
         tmp_path / "connections.yaml",
-        **{
+        {
             "geo-a": {
                 "provider": "pixxel",
                 "base_url": "https://api.pixxel.space",
@@ -128,7 +129,7 @@ def test_a_cap_of_one_keeps_one_job_at_a_time_at_the_provider(
     pixxel_api.add_tenant("e2e-solo-key", label="solo")
     connections = write_connections(
         tmp_path / "connections.json",
-        solo={"provider": "pixxel", "api_key": "e2e-solo-key", "max_in_flight": 1},
+        {"solo": {"provider": "pixxel", "api_key": "e2e-solo-key", "max_in_flight": 1}},
     )
     ids = [f"e2e-cap-{n}" for n in range(4)]
     requests = write_requests(tmp_path / "r.json", *(over("solo", pixxel(i)) for i in ids))
@@ -159,7 +160,7 @@ def test_a_connection_added_while_up_runs_is_used_with_its_oauth_client(
     tenant = matatika_api.add_client("e2e-client", "e2e-client-secret", label="mt-oauth")
     connections = write_connections(
         tmp_path / "later.yaml",
-        **{
+        {
             "mt-oauth": {
                 "provider": "matatika",
                 "client_id": "e2e-client",
@@ -191,7 +192,7 @@ def test_a_bad_connections_file_is_refused_in_one_line_before_anything_starts(
 ) -> None:
     connections = write_connections(
         tmp_path / "bad.yaml",
-        geo={"provider": "pixxel", "api_key": "e2e-do-not-print", "max_in_flight": 0},
+        {"geo": {"provider": "pixxel", "api_key": "e2e-do-not-print", "max_in_flight": 0}},
     )
     requests = write_requests(tmp_path / "r.json", pixxel("e2e-never"))
 
