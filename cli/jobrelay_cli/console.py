@@ -15,9 +15,12 @@ out = Console(file=sys.__stdout__, soft_wrap=True)
 
 
 def summary(event: dict[str, Any]) -> str:
-    """One line for an outcome event: request, outcome, provider, job and error."""
+    """One line for an outcome event: request, outcome, provider (and its connection when it
+    is a named one), job and error."""
     data = event.get("data", {})
-    line = f"{data.get('request_id')}: {event.get('type')} ({data.get('provider')}"
+    provider, connection = data.get("provider"), data.get("connection")
+    via = f" via {connection}" if connection and connection != provider else ""
+    line = f"{data.get('request_id')}: {event.get('type')} ({provider}{via}"
     if data.get("remote_job_id"):
         line += f" job {data['remote_job_id']}"
     line += ")"
