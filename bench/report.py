@@ -18,16 +18,18 @@ def _target(name: str, ratio: float, target: float, **extra: Any) -> dict[str, A
 
 
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The targets of the sections `results` has (a run of `--only` may lack some)."""
     found = []
-    batch10 = next(b for b in results["createjob"]["batches"] if b["records"] == 10)
-    found.append(
-        _target(
-            "CreateJob batch of 10 at 200 ms latency vs its slowest single call",
-            batch10["batch_to_slowest_single"],
-            BATCH_TARGET,
+    if "createjob" in results:
+        batch10 = next(b for b in results["createjob"]["batches"] if b["records"] == 10)
+        found.append(
+            _target(
+                "CreateJob batch of 10 at 200 ms latency vs its slowest single call",
+                batch10["batch_to_slowest_single"],
+                BATCH_TARGET,
+            )
         )
-    )
-    for handler in HANDLERS:
+    for handler in HANDLERS if "coldstart" in results else ():
         found.append(
             _target(
                 f"{handler} cold start vs a bare import boto3 plus one client",
@@ -35,17 +37,18 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 COLD_START_TARGET,
             )
         )
-    mix = results["tracking"]["mixes"]["mix"]["jobrelay"]
-    found.append(
-        _target(
-            "tracking: state transitions per job-hour vs fixed 30 s polling, "
-            "p95 detection lag within max(30 s, 10%)",
-            mix["transitions_per_job_hour_to_fixed_30"],
-            TRACKING_TARGET,
-            p95_lag_to_bound=round(mix["lag_to_bound_p95"], 3),
-            p95_lag_met=mix["lag_to_bound_p95"] <= 1.0,
+    if "tracking" in results:
+        mix = results["tracking"]["mixes"]["mix"]["jobrelay"]
+        found.append(
+            _target(
+                "tracking: state transitions per job-hour vs fixed 30 s polling, "
+                "p95 detection lag within max(30 s, 10%)",
+                mix["transitions_per_job_hour_to_fixed_30"],
+                TRACKING_TARGET,
+                p95_lag_to_bound=round(mix["lag_to_bound_p95"], 3),
+                p95_lag_met=mix["lag_to_bound_p95"] <= 1.0,
+            )
         )
-    )
     if "cancel" in results:
         found.append(
             _target(
@@ -55,11 +58,54 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 unit="s",
             )
         )
+    if "limits" in results:
+        found.extend(limits_targets(results["limits"]))
     return found
+
+
+def limits_targets(figures: dict[str, Any]) -> list[dict[str, Any]]:
+    """(6): the cap reached and never passed, at the provider and on jobrelay's side; nothing
+    in a dead-letter queue, every request with one outcome and one job."""
+    cap = figures["max_in_flight"]
+    peak = figures["peak_in_flight_at_provider"]
+    slots_peak = figures["peak_created_to_outcome"]
+    exactly_once = (
+        figures["without_outcome"] == 0
+        and figures["more_than_one_outcome"] == 0
+        and figures["remote_jobs"] == figures["requests"]
+        and figures["remote_jobs_without_outcome"] == 0
+        and figures["outcomes_sharing_a_job"] == 0
+    )
+    left = figures["limits_table_after"]
+    return [
+        {
+            "name": f"limits: peak jobs in flight at the provider on one connection equals its "
+            f"max_in_flight ({figures['requests']} requests at once)",
+            "ratio": peak,
+            "target": cap,
+            "unit": "jobs",
+            "compare": "==",
+            "created_to_outcome_peak": slots_peak,
+            "met": peak == cap and slots_peak <= cap,
+        },
+        {
+            "name": "limits: messages in the dead-letter queues after the burst, "
+            "every request with exactly one outcome and one remote job",
+            "ratio": figures["dead_letters_total"],
+            "target": 0,
+            "unit": "messages",
+            "exactly_once_met": exactly_once,
+            "nothing_left_held_met": not any(left.values()),
+            "met": figures["dead_letters_total"] == 0 and exactly_once and not any(left.values()),
+        },
+    ]
 
 
 def _verdict(target: dict[str, Any]) -> str:
     unit = target.get("unit", "x")
+    if target.get("compare") == "==":
+        bound = f"= {target['target']:g} {unit}"
+        return f"{bound}: met" if target["met"] else f"{bound}: MISSED"
     if unit != "x":
         bound = f"<= {target['target']:g} {unit}"
         return f"{bound}: met" if target["met"] else f"{bound}: MISSED"
@@ -105,11 +151,19 @@ def cancel_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]
     return rows
 
 
-def render(results: dict[str, Any]) -> str:
-    batch_goal = results["targets"][0]
-    by_handler = {t["name"].split(" ")[0]: t for t in results["targets"]}
-    rows: list[tuple[str, str, str, str, str]] = []
+Row = tuple[str, str, str, str, str]
 
+
+def _goal(results: dict[str, Any], prefix: str) -> dict[str, Any]:
+    return next(t for t in results["targets"] if t["name"].startswith(prefix))
+
+
+def createjob_rows(results: dict[str, Any]) -> list[Row]:
+    """(1): CreateJob batches against their slowest single call and sequential calls."""
+    if "createjob" not in results:
+        return []
+    batch_goal = _goal(results, "CreateJob batch")
+    rows: list[Row] = []
     create = results["createjob"]
     for batch in create["batches"]:
         verdict = _verdict(batch_goal) if batch["records"] == 10 else ""
@@ -138,7 +192,15 @@ def render(results: dict[str, Any]) -> str:
                     "",
                 )
             )
+    return rows
 
+
+def coldstart_rows(results: dict[str, Any]) -> list[Row]:
+    """(2): each handler's cold start against a bare boto3 import, and the layer's size."""
+    if "coldstart" not in results:
+        return []
+    by_handler = {t["name"].split(" ")[0]: t for t in results["targets"]}
+    rows: list[Row] = []
     cold = results["coldstart"]
     base = cold["baseline"]
     for handler in HANDLERS:
@@ -167,7 +229,14 @@ def render(results: dict[str, Any]) -> str:
             "",
         )
     )
+    return rows
 
+
+def tracking_rows(results: dict[str, Any]) -> list[Row]:
+    """(3): the tracking cost of the poll policy against fixed polling."""
+    if "tracking" not in results:
+        return []
+    rows: list[Row] = []
     track = results["tracking"]
     measured = track["measured"]
     rows.append(
@@ -181,7 +250,7 @@ def render(results: dict[str, Any]) -> str:
             "",
         )
     )
-    tracking_goal = results["targets"][-1]
+    tracking_goal = _goal(results, "tracking")
     for mix_name, label in (
         ("mix", "mix (2/3 with provider hints)"),
         ("without hints", "without hints"),
@@ -232,9 +301,13 @@ def render(results: dict[str, Any]) -> str:
                 ),
             ]
         )
+    return rows
 
-    rows.extend(cancel_rows(results))
 
+def throughput_rows(results: dict[str, Any]) -> list[Row]:
+    """(4): the local stack's rate, queue to outcome."""
+    if "throughput" not in results:
+        return []
     flow = results["throughput"]
     arrived = sum(flow["outcomes"].values())
     ran = f"{flow['jobs']} short jobs"
@@ -245,7 +318,7 @@ def render(results: dict[str, Any]) -> str:
             f", {arrived} of them within the {flow['budget_seconds']:.0f}-s budget left "
             "(10-minute limit)"
         )
-    rows.append(
+    return [
         (
             f"(4) local stack, queue to outcome, {ran}",
             f"{flow['requests_per_second']:.1f} requests/s",
@@ -253,7 +326,86 @@ def render(results: dict[str, Any]) -> str:
             "",
             "",
         )
+    ]
+
+
+def _p50_p95(figures: dict[str, Any] | None) -> str:
+    if figures is None:
+        return "none"
+    return f"{_s(figures['p50_seconds'])} / {_s(figures['p95_seconds'])}"
+
+
+def limits_rows(results: dict[str, Any]) -> list[Row]:
+    """(6): a burst on one connection capped at `max_in_flight`."""
+    if "limits" not in results:
+        return []
+    figures = results["limits"]
+    cap, count = figures["max_in_flight"], figures["requests"]
+    head = f"(6) {count} requests at once on one {figures['provider']} connection, cap {cap}"
+    lag, trip, own = (
+        figures["free_to_create"],
+        figures["woken_queue_trip"],
+        figures["woken_create_job_to_create"],
     )
+    outcomes = sum(figures["outcomes"].values())
+    left = figures["limits_table_after"]
+    kinds = ", ".join(f"{n} {kind.rsplit('.', 1)[-1]}" for kind, n in figures["outcomes"].items())
+    return [
+        (
+            f"{head}: peak jobs in flight at the provider",
+            f"{figures['peak_in_flight_at_provider']}",
+            f"created to outcome (a slot's span): peak {figures['peak_created_to_outcome']}",
+            "",
+            _verdict(_goal(results, "limits: peak")),
+        ),
+        (
+            "(6)   slot freed (outcome) to the next create: p50 / p95",
+            f"{_s(lag['p50_seconds'])} / {_s(lag['p95_seconds'])}",
+            f"max {_s(lag['max_seconds'])}, {figures['free_to_create_negative']} negative; "
+            f"once the burst is in ({_s(figures['intake_seconds'])}): "
+            f"{_p50_p95(figures['free_to_create_after_intake'])}",
+            "",
+            "",
+        ),
+        (
+            "(6)   where the lag goes (p50 / p95 each): free to the woken message sent; "
+            "its queue trip; CreateJob to create",
+            f"{_p50_p95(figures['free_to_woken_message'])}; {_p50_p95(trip)}; {_p50_p95(own)}",
+            "the queue trip from the woken message's SQS SentTimestamp to CreateJob's "
+            "handler; the local poller runs one CreateJob at a time",
+            "",
+            "",
+        ),
+        (
+            "(6)   outcomes, remote jobs, dead letters",
+            f"{outcomes} outcomes ({kinds}), {figures['remote_jobs']} jobs",
+            f"{figures['without_outcome']} without an outcome, "
+            f"{figures['more_than_one_outcome']} with more than one, "
+            f"{figures['outcomes_sharing_a_job']} sharing a job; left in the limits table: "
+            f"{left['held']} slots held, {left['waiters']} waiting",
+            "",
+            _verdict(_goal(results, "limits: messages")),
+        ),
+        (
+            f"(6)   burst wall time ({figures['job_seconds']:g} s jobs)",
+            f"{_s(figures['seconds'])}, {figures['requests_per_second']:.1f} requests/s",
+            f"the cap's ceiling: {cap} / {_s(figures['hold_seconds_mean'])} mean slot span "
+            f"= {figures['rate_ceiling_per_second']:.1f} requests/s",
+            f"{figures['requests_per_second'] / figures['rate_ceiling_per_second']:.2f}x ceiling",
+            "",
+        ),
+    ]
+
+
+def render(results: dict[str, Any]) -> str:
+    rows = [
+        *createjob_rows(results),
+        *coldstart_rows(results),
+        *tracking_rows(results),
+        *cancel_rows(results),
+        *throughput_rows(results),
+        *limits_rows(results),
+    ]
     header = ("measure", "jobrelay", "comparison (same run)", "ratio", "target")
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(cell or " " for cell in row) + " |" for row in rows]
