@@ -10,10 +10,12 @@ The limits table (`pk`, `sk`) holds per connection (`pk` = its name):
   the sort key is the arrival order.
 - `sk = "rate#<minute>"`: the creates counted in that minute (`max_creates_per_minute`).
 
-Every decision is one conditional write, so concurrent CreateJob workers and outcome
-publishers never hand out more slots than the cap: a slot is taken only while fewer than
-`cap` are held and nobody waits (or by the oldest waiter, in the same transaction that
-takes it out of the queue).
+Every decision is one conditional write on the slots item, so concurrent CreateJob workers
+and outcome publishers never hand out more slots than the cap: a slot is taken only while
+fewer than `cap` are held and nobody waits, or handed to the oldest waiter, which is then
+taken out of the queue. No transactions: a crash between a hand-over and the waiter's
+removal leaves a waiter that already holds its slot, which the next admission removes; the
+`waiting` count (what keeps newcomers behind the queue) is set right when it drifts.
 """
 
 from __future__ import annotations
@@ -51,10 +53,6 @@ def _when(value: Mapping[str, Any]) -> datetime:
 
 def _failed_condition(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
-
-
-def _cancelled(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "TransactionCanceledException"
 
 
 class DynamoConnectionSlots:
@@ -125,47 +123,30 @@ class DynamoConnectionSlots:
 
     def wait(self, waiter: Waiter, *, cap: int) -> None:
         try:
-            self.client.transact_write_items(
-                TransactItems=[
-                    {
-                        "Put": {
-                            "TableName": self.table_name,
-                            "Item": {
-                                "pk": {"S": waiter.connection},
-                                "sk": {"S": waiter.key},
-                                "request_id": {"S": waiter.request_id},
-                                "deadline": {"N": _epoch(waiter.deadline_at)},
-                                "body": {"S": waiter.body},
-                                "expiration": {
-                                    "N": str(
-                                        int(waiter.deadline_at.timestamp())
-                                        + KEEP_AFTER_DEADLINE_SECONDS
-                                    )
-                                },
-                            },
-                            "ConditionExpression": "attribute_not_exists(pk)",
-                        }
+            self.client.put_item(
+                TableName=self.table_name,
+                Item={
+                    "pk": {"S": waiter.connection},
+                    "sk": {"S": waiter.key},
+                    "request_id": {"S": waiter.request_id},
+                    "deadline": {"N": _epoch(waiter.deadline_at)},
+                    "body": {"S": waiter.body},
+                    "expiration": {
+                        "N": str(int(waiter.deadline_at.timestamp()) + KEEP_AFTER_DEADLINE_SECONDS)
                     },
-                    {
-                        "Update": {
-                            "TableName": self.table_name,
-                            "Key": self._slots_key(waiter.connection),
-                            "UpdateExpression": "ADD waiting :one SET cap = :cap",
-                            "ExpressionAttributeValues": {
-                                ":one": {"N": "1"},
-                                ":cap": {"N": str(cap)},
-                            },
-                        }
-                    },
-                ]
+                },
+                ConditionExpression="attribute_not_exists(pk)",
             )
         except ClientError as exc:
-            if not _cancelled(exc):
+            if not _failed_condition(exc):
                 raise
-            reasons = exc.response.get("CancellationReasons") or [{}]
-            if reasons[0].get("Code") != "ConditionalCheckFailed":
-                raise
-            # Already queued (a message delivered again): it keeps its place.
+            return  # already queued (a message delivered again): it keeps its place
+        self.client.update_item(
+            TableName=self.table_name,
+            Key=self._slots_key(waiter.connection),
+            UpdateExpression="ADD waiting :one SET cap = :cap",
+            ExpressionAttributeValues={":one": {"N": "1"}, ":cap": {"N": str(cap)}},
+        )
 
     def _slots(self, connection: str) -> dict[str, Any] | None:
         item = self.client.get_item(
@@ -200,16 +181,19 @@ class DynamoConnectionSlots:
             if slots is None:
                 break
             held = slots.get("held", {}).get("M", {})
-            waiting = int(slots.get("waiting", {}).get("N", "0"))
             cap = int(slots.get("cap", {}).get("N", "0"))
-            if waiting <= 0 or len(held) >= cap:
+            if len(held) >= cap:
                 break
+            # The queue itself, not the count, says whether anyone waits: the count is what
+            # keeps newcomers behind the queue, and is set right here when it drifted.
+            waiting = int(slots.get("waiting", {}).get("N", "0"))
             oldest = self._oldest(connection)
             if oldest is None:
-                # The count says someone waits and nobody does (a waiter expired by TTL):
-                # set it right, unless it changed meanwhile.
-                self._set_waiting(connection, waiting, 0)
+                if waiting != 0:
+                    self._set_waiting(connection, waiting, 0)
                 break
+            if waiting <= 0:
+                self._set_waiting(connection, waiting, 1)
             if self._hand_over(oldest, cap):
                 admitted.append(oldest)
         return admitted
@@ -228,41 +212,45 @@ class DynamoConnectionSlots:
                 raise
 
     def _hand_over(self, waiter: Waiter, cap: int) -> bool:
-        """Take the waiter out of the queue and give it a slot, both or neither: False when
-        another call took it first or the last slot went meanwhile (the caller looks again)."""
+        """Give the oldest waiter a slot (one conditional write: fewer than `cap` held, and
+        not already its), then take it out of the queue. False when the last slot went
+        meanwhile, or another call admitted it first (the caller looks again); a waiter
+        found holding a slot is taken out of the queue (an admission that stopped between
+        its two writes)."""
         try:
-            self.client.transact_write_items(
-                TransactItems=[
-                    {
-                        "Delete": {
-                            "TableName": self.table_name,
-                            "Key": {"pk": {"S": waiter.connection}, "sk": {"S": waiter.key}},
-                            "ConditionExpression": "attribute_exists(pk)",
-                        }
-                    },
-                    {
-                        "Update": {
-                            "TableName": self.table_name,
-                            "Key": self._slots_key(waiter.connection),
-                            "UpdateExpression": (
-                                "SET held.#r = if_not_exists(held.#r, :until) ADD waiting :less"
-                            ),
-                            "ConditionExpression": "size(held) < :cap OR attribute_exists(held.#r)",
-                            "ExpressionAttributeNames": {"#r": waiter.request_id},
-                            "ExpressionAttributeValues": {
-                                ":until": {"N": _epoch(waiter.deadline_at)},
-                                ":less": {"N": "-1"},
-                                ":cap": {"N": str(cap)},
-                            },
-                        }
-                    },
-                ]
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=self._slots_key(waiter.connection),
+                UpdateExpression="SET held.#r = :until ADD waiting :less",
+                ConditionExpression=(
+                    "attribute_exists(held) AND size(held) < :cap AND attribute_not_exists(held.#r)"
+                ),
+                ExpressionAttributeNames={"#r": waiter.request_id},
+                ExpressionAttributeValues={
+                    ":until": {"N": _epoch(waiter.deadline_at)},
+                    ":less": {"N": "-1"},
+                    ":cap": {"N": str(cap)},
+                },
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
-            if not _cancelled(exc):
+            if not _failed_condition(exc):
                 raise
+            old: dict[str, Any] = dict(exc.response.get("Item") or {})  # type: ignore[call-overload]
+            if waiter.request_id in old.get("held", {}).get("M", {}):
+                self._remove(waiter.connection, waiter.key)
             return False
+        self._remove(waiter.connection, waiter.key)
         return True
+
+    def _remove(self, connection: str, key: str) -> dict[str, Any] | None:
+        answer = self.client.delete_item(
+            TableName=self.table_name,
+            Key={"pk": {"S": connection}, "sk": {"S": key}},
+            ReturnValues="ALL_OLD",
+        )
+        item = answer.get("Attributes")
+        return dict(item) if item else None
 
     def release(self, connection: str, request_id: str) -> None:
         try:
@@ -278,37 +266,15 @@ class DynamoConnectionSlots:
                 raise
 
     def leave(self, connection: str, key: str) -> Waiter | None:
-        item = self.client.get_item(
-            TableName=self.table_name,
-            Key={"pk": {"S": connection}, "sk": {"S": key}},
-            ConsistentRead=True,
-        ).get("Item")
-        if not item:
-            return None
-        try:
-            self.client.transact_write_items(
-                TransactItems=[
-                    {
-                        "Delete": {
-                            "TableName": self.table_name,
-                            "Key": {"pk": {"S": connection}, "sk": {"S": key}},
-                            "ConditionExpression": "attribute_exists(pk)",
-                        }
-                    },
-                    {
-                        "Update": {
-                            "TableName": self.table_name,
-                            "Key": self._slots_key(connection),
-                            "UpdateExpression": "ADD waiting :less",
-                            "ExpressionAttributeValues": {":less": {"N": "-1"}},
-                        }
-                    },
-                ]
-            )
-        except ClientError as exc:
-            if not _cancelled(exc):
-                raise
+        item = self._remove(connection, key)
+        if item is None:
             return None  # admitted (or taken out) meanwhile
+        self.client.update_item(
+            TableName=self.table_name,
+            Key=self._slots_key(connection),
+            UpdateExpression="ADD waiting :less",
+            ExpressionAttributeValues={":less": {"N": "-1"}},
+        )
         return self._waiter(connection, item)
 
     def reclaim(
