@@ -263,3 +263,19 @@ def test_a_message_goes_back_with_its_request_id():
     assert json.loads(with_request_id(body(), "msg-1"))["request_id"] == "msg-1"
     same = body("r-1")
     assert with_request_id(same, "r-1") is same
+
+
+def test_a_waiter_whose_request_went_on_without_its_turn_gets_no_slot(slots):
+    gate, queue, ledger, _ = gate_of(slots)
+    enter(gate, "r1")
+    with pytest.raises(RequestWaiting):
+        enter(gate, "r2")
+    # r2 is still in line, but (its count having drifted) a later delivery found a slot and
+    # made its job; r1 ends: the slot must not go to r2 a second time.
+    ledger.record_created("r2", "job-2", {}, provider="pixxel")
+    gate.free("geo", "r1")
+    view = slots.view("geo")
+    assert view is not None
+    assert view.held == {}
+    assert view.waiting == 0
+    assert queue.bodies(delayed=False) == []

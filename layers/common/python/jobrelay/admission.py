@@ -145,7 +145,7 @@ class Gate:
         self.slots.wait(waiter, cap=cap)
         self.slots.reclaim(name, self._stale, now)
         mine = None
-        for admitted in self.slots.admit(name):
+        for admitted in self.slots.admit(name, self._finished):
             if admitted.request_id == request_id:
                 mine = admitted
             else:
@@ -194,6 +194,14 @@ class Gate:
         entry = self.ledger.entry(request_id)
         return entry is not None and entry.outcome_type is not None
 
+    def _finished(self, request_id: str) -> bool:
+        """A waiter whose request needs no slot any more: it made its job (a later delivery
+        found a slot free) or has its outcome."""
+        entry = self.ledger.entry(request_id)
+        return entry is not None and (
+            entry.remote_job_id is not None or entry.outcome_type is not None
+        )
+
     def _wake(self, waiter: Waiter) -> None:
         """Send an admitted waiter's message back to the queue (its slot is held for it; if
         this fails its timer brings it back)."""
@@ -211,7 +219,8 @@ class Gate:
         slots to the oldest waiters. Never raises: a slot left held is reclaimed."""
         try:
             self.slots.release(connection, request_id)
-            for admitted in self.slots.admit(connection):
+            self.slots.reclaim(connection, self._stale, self.clock())
+            for admitted in self.slots.admit(connection, self._finished):
                 self._wake(admitted)
         except Exception as exc:
             logger.warning(

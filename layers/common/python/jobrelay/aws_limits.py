@@ -174,7 +174,9 @@ class DynamoConnectionSlots:
             body=str(item["body"]["S"]),
         )
 
-    def admit(self, connection: str) -> list[Waiter]:
+    def admit(
+        self, connection: str, finished: Callable[[str], bool] = lambda request_id: False
+    ) -> list[Waiter]:
         admitted: list[Waiter] = []
         for _ in range(MAX_ADMITS):
             slots = self._slots(connection)
@@ -194,6 +196,11 @@ class DynamoConnectionSlots:
                 break
             if waiting <= 0:
                 self._set_waiting(connection, waiting, 1)
+            if finished(oldest.request_id):
+                # Its request went on without its turn (it took a free slot on a later
+                # delivery, or ended): out of the queue, and no slot for it.
+                self.leave(connection, oldest.key)
+                continue
             if self._hand_over(oldest, cap):
                 admitted.append(oldest)
         return admitted

@@ -145,9 +145,12 @@ class ConnectionSlots(Protocol):
         """Queue the request (once: a request already queued keeps its place)."""
         ...
 
-    def admit(self, connection: str) -> list[Waiter]:
-        """Hand free slots to the oldest waiters; answers those admitted, whose messages the
-        caller sends back to the queue."""
+    def admit(
+        self, connection: str, finished: Callable[[str], bool] = lambda request_id: False
+    ) -> list[Waiter]:
+        """Hand free slots to the oldest waiters, passing over (and dropping) those whose
+        request `finished` says needs no slot any more; answers those admitted, whose
+        messages the caller sends back to the queue."""
         ...
 
     def release(self, connection: str, request_id: str) -> None:
