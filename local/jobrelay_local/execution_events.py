@@ -89,6 +89,31 @@ class Target:
     handler: Handler | None
 
 
+@contextlib.contextmanager
+def stop_waits_for_start(timeout: float = 5.0) -> Iterator[None]:
+    """Let StopExecution stop an execution whose interpreter thread has not begun yet.
+
+    moto lists an execution as RUNNING as soon as StartExecution returns, but its worker
+    thread sets up the evaluation environment a moment later, and a StopExecution in
+    between fails inside moto (`'NoneType' object has no attribute 'set_stop'`, a 500). On
+    AWS a just-started execution can be stopped, so a stop waits here for that thread.
+    """
+    from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+
+    stop = ExecutionWorker.stop
+
+    def stop_once_started(
+        worker: ExecutionWorker, stop_date: Any, error: str | None, cause: str | None
+    ) -> None:
+        deadline = time.monotonic() + timeout
+        while worker.env is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        stop(worker, stop_date=stop_date, error=error, cause=cause)
+
+    with mock.patch.object(ExecutionWorker, "stop", stop_once_started):
+        yield
+
+
 class ExecutionEvents:
     """Delivers the events of ended Standard executions to the functions whose rules match.
 
@@ -128,6 +153,7 @@ class ExecutionEvents:
 
     def start(self) -> None:
         """Watch moto's executions (nothing to do when no function has a rule)."""
+        self._exit.enter_context(stop_waits_for_start())
         if not self.targets:
             return
         self._exit.enter_context(self._hooked())

@@ -393,3 +393,25 @@ def test_event_for_a_function_without_handler_goes_to_the_rule_dlq(
     attributes = message["MessageAttributes"]
     assert attributes["RULE_ARN"]["StringValue"] == rule.arn
     assert attributes["ERROR_CODE"]["StringValue"] == "ResourceNotFoundException"
+
+
+def test_a_stop_waits_for_an_execution_whose_interpreter_has_not_begun() -> None:
+    # moto lists an execution RUNNING before its worker thread has made its environment;
+    # a StopExecution in that moment used to fail inside moto ('NoneType' ... 'set_stop').
+    from unittest import mock
+
+    from jobrelay_local.execution_events import stop_waits_for_start
+    from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+
+    worker = ExecutionWorker.__new__(ExecutionWorker)
+    worker.env = None
+    environment = mock.Mock()
+
+    def begin() -> None:
+        time.sleep(0.05)
+        worker.env = environment
+
+    with stop_waits_for_start():
+        threading.Thread(target=begin).start()
+        ExecutionWorker.stop(worker, stop_date="now", error="ops", cause="maintenance")
+    environment.set_stop.assert_called_once_with(stop_date="now", cause="maintenance", error="ops")
