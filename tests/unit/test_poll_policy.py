@@ -80,13 +80,13 @@ def test_a_young_job_waits_the_base_less_the_round_reserve():
 
 
 def test_the_wait_grows_with_the_jobs_age():
-    policy = PollPolicy(base_seconds=30, jitter=0.0, reserve=0.0)
+    policy = PollPolicy(base_seconds=30, jitter=0.0, reserve=0.0, max_poll_seconds=86_400)
     waits = [policy.decide(age=age).wait_seconds for age in (60, 600, 3600, 6 * HOUR)]
     assert waits == [30, 60, 360, 2160]
 
 
 def test_jitter_only_ever_shortens_a_wait():
-    policy = PollPolicy(base_seconds=30)
+    policy = PollPolicy(base_seconds=30, max_poll_seconds=86_400)
     calm = policy.decide(age=HOUR, draw=0.0).wait_seconds
     jittered = [policy.decide(age=HOUR, draw=d / 10).wait_seconds for d in range(10)]
     assert all(wait <= calm for wait in jittered)
@@ -101,6 +101,15 @@ def test_waits_stay_within_the_configured_bounds():
     old = policy.decide(age=5 * DAY)
     assert (young.wait_seconds, young.reason) == (45, "min")
     assert (old.wait_seconds, old.reason) == (600, "max")
+
+
+def test_by_default_no_wait_is_longer_than_five_minutes():
+    # The MaxPollSeconds default, chosen from the tracking frontier (docs/performance.md)
+    policy = PollPolicy(base_seconds=30, jitter=0.0, reserve=0.0)
+    old = policy.decide(age=6 * HOUR, hints=JobHints(estimated_duration_seconds=DAY))
+    assert (old.wait_seconds, old.reason) == (300, "max")
+    assert policy.decide(age=HOUR).wait_seconds == 300
+    assert policy.decide(age=HOUR / 2).reason == "age"
 
 
 def test_the_wait_never_passes_the_deadline():
@@ -121,7 +130,7 @@ def test_a_policy_refuses_bounds_that_cross():
 # ------------------------------------------------------------------ provider hints
 def test_an_estimate_stretches_the_wait_towards_the_predicted_end():
     # Given a job its provider expects to take 6 hours, seen at 1 hour
-    policy = PollPolicy(base_seconds=30, jitter=0.0, reserve=0.0)
+    policy = PollPolicy(base_seconds=30, jitter=0.0, reserve=0.0, max_poll_seconds=86_400)
     decision = policy.decide(age=HOUR, hints=JobHints(estimated_duration_seconds=6 * HOUR))
     # Then the wait is stretched, but to no more than hint_stretch times the lag bound
     assert decision.reason == "hint"
@@ -130,14 +139,14 @@ def test_an_estimate_stretches_the_wait_towards_the_predicted_end():
 
 
 def test_a_stretched_wait_lands_before_the_predicted_end_less_its_margin():
-    policy = PollPolicy(base_seconds=30, jitter=0.0, reserve=0.0)
+    policy = PollPolicy(base_seconds=30, jitter=0.0, reserve=0.0, max_poll_seconds=86_400)
     decision = policy.decide(age=4 * HOUR, hints=JobHints(estimated_duration_seconds=6 * HOUR))
     assert decision.reason == "hint"
     assert 4 * HOUR + decision.wait_seconds <= 0.75 * 6 * HOUR
 
 
 def test_near_or_past_its_predicted_end_a_job_is_polled_by_age():
-    policy = PollPolicy(base_seconds=30, jitter=0.0, reserve=0.0)
+    policy = PollPolicy(base_seconds=30, jitter=0.0, reserve=0.0, max_poll_seconds=86_400)
     near = policy.decide(age=5 * HOUR, hints=JobHints(estimated_duration_seconds=6 * HOUR))
     overrun = policy.decide(age=7 * HOUR, hints=JobHints(estimated_duration_seconds=6 * HOUR))
     assert near.reason == "age"

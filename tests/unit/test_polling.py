@@ -73,8 +73,14 @@ def tracker(deadline_minutes: float = 60, interval: int = 30, **job: object) -> 
     return TrackerState(job=ref, poll=PollResult(status=JobStatus.QUEUED, polls=2))
 
 
+# An upper bound out of the way (the default, 300 s, is test_poll_policy's), so the waits
+# show the age and hint rules.
+UNBOUNDED = PollPolicy(max_poll_seconds=86_400)
+
+
 def poller(provider: ScriptedProvider, now: datetime, **options) -> JobPoller:
     """A poller at a fixed instant, without jitter (draw 0: the longest wait)."""
+    options.setdefault("policy", UNBOUNDED)
     return JobPoller(
         provider_for=lambda name: provider, clock=lambda: now, draw=lambda: 0.0, **options
     )
@@ -109,6 +115,7 @@ def test_jitter_spreads_the_waits_of_trackers_polled_together():
         provider_for=lambda name: ScriptedProvider(running()),
         clock=lambda: T0 + timedelta(hours=2),
         draw=lambda: next(draws),
+        policy=UNBOUNDED,
     )
     waits = {spread.poll(state).poll.next_poll_seconds for _ in range(4)}
     assert len(waits) == 4

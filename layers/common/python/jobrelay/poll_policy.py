@@ -70,7 +70,7 @@ class PollPolicy:
 
     base_seconds: int = 30
     min_poll_seconds: int = 1
-    max_poll_seconds: int = 3600
+    max_poll_seconds: int = 300
     jitter: float = 0.05
     reserve: float = 0.02
     hint_stretch: float = 3.0

@@ -74,7 +74,7 @@ class Settings(LazyModel):
     # The poll policy's bounds on every wait (a request's `tracking` overrides them) and the
     # rounds one tracker execution runs before it continues as a new one (PollJobStatus).
     min_poll_seconds: Annotated[int, Field(ge=1, le=3600)] = 1
-    max_poll_seconds: Annotated[int, Field(ge=1, le=86_400)] = 3600
+    max_poll_seconds: Annotated[int, Field(ge=1, le=86_400)] = 300
     rounds_per_execution: Annotated[int, Field(ge=2, le=2000)] = ROUNDS_PER_EXECUTION
     providers: dict[ProviderName, ProviderSettings] = Field(default_factory=dict)
     # Named connections (docs/connections.md): each one the secret `<prefix><name>`; empty
