@@ -1,7 +1,15 @@
 """(2) Cold start: each handler in a new Python process, from spawn to its first event
 handled (real work: AWS calls to a moto server in a process of its own, provider calls to
-the emulators), with its peak memory, next to a new process that only imports boto3 and
-builds one client. Also the layer's zipped size.
+the emulators), with its peak memory, next to its **dependency floor** and, for continuity,
+a new process that only imports boto3 and builds one client. Also the layer's zipped size.
+
+A function's floor is a handler that imports exactly what the design fixes (boto3 with one
+client, pydantic with one model, httpx with one client, the Powertools Logger) and, for its
+first event, makes as many AWS calls to the same moto server and as many HTTP calls to the
+same provider emulator as that function's first event makes (counted in an untimed run of
+the function: every botocore API call and every httpx request of the new process). What
+the function takes beyond its floor is jobrelay's own work: its modules, models, settings,
+extra clients and wiring.
 
 Every child sees only the distributions a Lambda function would: the layer's requirements
 and what they pull in, plus boto3 (the runtime's). The development environment has more
@@ -22,6 +30,7 @@ import sys
 import time
 import uuid
 import zipfile
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +55,8 @@ RUNTIME_PROVIDED = (
 )
 MARK = "BENCH-COLD-START "
 
-# The child: hide what Lambda would not have, import the handler, handle one event.
+# The child: hide what Lambda would not have, import the handler (a function's, the floor's,
+# or the baseline's), handle one event. argv: blocked modules, kind, options (JSON).
 CHILD = r"""
 import sys
 BLOCKED = frozenset(sys.argv[1].split(","))
@@ -58,40 +68,82 @@ class _Absent:
         return None
 sys.meta_path.insert(0, _Absent)
 import json, time
-started = time.perf_counter()
 kind = sys.argv[2]
+options = json.loads(sys.argv[3])
+calls = []
+if options.get("count"):
+    # An untimed run: note every AWS API call and every HTTP request the process makes.
+    import botocore.client, httpx
+    _api_call = botocore.client.BaseClient._make_api_call
+    def _counted_api_call(self, operation, params):
+        calls.append(["aws", self.meta.service_model.service_name, operation])
+        return _api_call(self, operation, params)
+    botocore.client.BaseClient._make_api_call = _counted_api_call
+    _send = httpx.Client.send
+    def _counted_send(self, request, **kwargs):
+        calls.append(["http", request.method, str(request.url)])
+        return _send(self, request, **kwargs)
+    httpx.Client.send = _counted_send
+class Context:
+    function_name = options.get("function_name", "cold")
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:" + function_name
+    memory_limit_in_mb = 256
+    function_version = "$LATEST"
+    aws_request_id = "cold-start"
+    log_group_name = "/aws/lambda/" + function_name
+    log_stream_name = "cold"
+    def get_remaining_time_in_millis(self):
+        return 30000
+started = time.perf_counter()
 if kind == "baseline":
     import boto3
     boto3.client("sqs")
+    imported = time.perf_counter()
     outcome = "client built"
+elif kind == "floor":
+    # What the design fixes, and the function's first event's calls, nothing of jobrelay.
+    import boto3
+    import httpx
+    from aws_lambda_powertools.logging import Logger
+    from pydantic import BaseModel, ConfigDict
+    class Event(BaseModel):
+        model_config = ConfigDict(extra="allow")
+        action: str | None = None
+    logger = Logger(service="floor")
+    imported = time.perf_counter()
+    @logger.inject_lambda_context
+    def lambda_handler(event, context):
+        Event.model_validate(event)
+        aws = boto3.client("dynamodb")
+        for _ in range(options["aws_calls"]):
+            aws.get_item(TableName=options["table"], Key={"id": {"S": "floor"}},
+                         ConsistentRead=True)
+        if options["http"]:
+            # Built on the first event, as the functions build theirs (its TLS context too).
+            with httpx.Client(timeout=10) as http:
+                for url in options["http"]:
+                    http.get(url)
+        logger.info("floor event handled")
+        return {"aws_calls": options["aws_calls"], "http_calls": len(options["http"])}
+    answer = lambda_handler(options["event"], Context())
+    outcome = json.dumps(answer)
 else:
     import importlib.util
-    spec = importlib.util.spec_from_file_location("app", sys.argv[3])
+    path = options["app"]
+    spec = importlib.util.spec_from_file_location("app", path)
     app = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, sys.argv[3].rsplit("/", 1)[0])
+    sys.path.insert(0, path.rsplit("/", 1)[0])
     spec.loader.exec_module(app)
     imported = time.perf_counter()
-    class Context:
-        function_name = sys.argv[5]
-        invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:" + sys.argv[5]
-        memory_limit_in_mb = 256
-        function_version = "$LATEST"
-        aws_request_id = "cold-start"
-        log_group_name = "/aws/lambda/" + sys.argv[5]
-        log_stream_name = "cold"
-        def get_remaining_time_in_millis(self):
-            return 30000
-    answer = app.lambda_handler(json.loads(sys.argv[4]), Context())
+    answer = app.lambda_handler(options["event"], Context())
     outcome = json.dumps(answer)[:300]
 handled = time.perf_counter()
-if kind == "baseline":
-    imported = handled
-# The high-water mark of this process's memory (ru_maxrss would include the parent's, from
-# before the exec).
+# The high-water mark of this process's memory: ru_maxrss of the new program alone
+# (getrusage's would include the parent's, from before the exec).
 with open("/proc/self/status") as status:
     peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
 report = {"peak_kb": peak, "outcome": outcome, "import_seconds": imported - started,
-          "event_seconds": handled - imported}
+          "event_seconds": handled - imported, "calls": calls}
 print("BENCH-COLD-START " + json.dumps(report), flush=True)
 """
 
@@ -185,11 +237,15 @@ def layer_zip_size() -> dict[str, Any]:
     }
 
 
-def _child(args: list[str], env: dict[str, str]) -> tuple[float, dict[str, Any]]:
+# What one child reported, with the seconds from its spawn.
+Sample = dict[str, Any]
+
+
+def _child(kind: str, options: dict[str, Any], blocked: str, env: dict[str, str]) -> Sample:
     """Spawn the child; seconds until it printed its mark, and what it reported."""
     started = time.perf_counter()
     process = subprocess.Popen(  # noqa: S603 - our own interpreter running our own child code
-        [sys.executable, "-c", CHILD, *args],
+        [sys.executable, "-c", CHILD, blocked, kind, json.dumps(options)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -202,9 +258,9 @@ def _child(args: list[str], env: dict[str, str]) -> tuple[float, dict[str, Any]]
             seconds = time.perf_counter() - started
             report: dict[str, Any] = json.loads(line[len(MARK) :])
             process.communicate(timeout=60)
-            return seconds, report
+            return {"seconds": seconds, **report}
     _, errors = process.communicate(timeout=60)
-    raise RuntimeError(f"cold start child {args[1]} failed: {errors[-2000:]}")
+    raise RuntimeError(f"cold start child {kind} failed: {errors[-2000:]}")
 
 
 def _events(local: LocalStack) -> dict[str, Any]:
@@ -225,6 +281,30 @@ def _events(local: LocalStack) -> dict[str, Any]:
     return dict(json.loads(sfn.describe_execution(executionArn=arn)["input"]))
 
 
+def _calls(sample: Sample) -> dict[str, Any]:
+    """What a counted run called: AWS operations by service and the provider URLs."""
+    aws = [
+        f"{service}.{operation}" for kind, service, operation in sample["calls"] if kind == "aws"
+    ]
+    http = [f"{method} {url}" for kind, method, url in sample["calls"] if kind == "http"]
+    return {
+        "aws": len(aws),
+        "http": len(http),
+        "aws_operations": dict(sorted(Counter(aws).items())),
+        "http_requests": http,
+    }
+
+
+def _figures(values: list[Sample]) -> dict[str, Any]:
+    return {
+        "median_seconds": statistics.median(s["seconds"] for s in values),
+        "min_seconds": min(s["seconds"] for s in values),
+        "import_seconds": statistics.median(s["import_seconds"] for s in values),
+        "first_event_seconds": statistics.median(s["event_seconds"] for s in values),
+        "peak_memory_mb": statistics.median(s["peak_kb"] for s in values) / 1024,
+    }
+
+
 def run(rounds: int) -> dict[str, Any]:
     parameters = {"FirstPollSeconds": "3600", "PollIntervalSeconds": "3600"}
     with (
@@ -241,8 +321,9 @@ def run(rounds: int) -> dict[str, Any]:
             "PollJobStatus": stack.function("PollJobStatusFunction"),
             "PublishOutcome": stack.function("PublishOutcomeFunction"),
         }
+        table = stack.function("PollJobStatusFunction").environment["IDEMPOTENCY_TABLE"]
 
-        def event(kind: str, index: int) -> dict[str, Any]:
+        def event(kind: str, index: int | str) -> dict[str, Any]:
             if kind == "PollJobStatus":
                 return {"action": "poll", **tracker}
             if kind == "PublishOutcome":
@@ -262,33 +343,74 @@ def run(rounds: int) -> dict[str, Any]:
             assert local.source is not None
             return {"Records": [local.source.lambda_record(record)]}
 
-        # Warm the disk cache and bytecode of everything once, outside the measurement.
-        _child([blocked, "baseline"], env)
-        for name, spec in handlers.items():
-            app = str(spec.code_dir / "app.py")
-            _child([blocked, name, app, json.dumps(event(name, -1)), spec.function_name], env)
-        samples: dict[str, list[dict[str, float]]] = {"baseline": [], **{n: [] for n in handlers}}
+        def function(name: str, index: int | str, **extra: Any) -> dict[str, Any]:
+            spec = handlers[name]
+            return {
+                "app": str(spec.code_dir / "app.py"),
+                "event": event(name, index),
+                "function_name": spec.function_name,
+                **extra,
+            }
+
+        def checked(name: str, sample: Sample) -> Sample:
+            if '"batchItemFailures": [{' in sample["outcome"]:
+                raise RuntimeError(f"{name} did not handle its event: {sample['outcome']}")
+            return sample
+
+        # Untimed, once each: warm the disk cache and bytecode, and count what each
+        # function's first event calls (its floor then makes as many calls).
+        _child("baseline", {}, blocked, env)
+        calls: dict[str, dict[str, Any]] = {}
+        floors: dict[str, dict[str, Any]] = {}
+        for name in handlers:
+            counted = checked(name, _child(name, function(name, "count", count=True), blocked, env))
+            calls[name] = _calls(counted)
+            floors[name] = {
+                "aws_calls": calls[name]["aws"],
+                "http": [r.split(" ", 1)[1] for r in calls[name]["http_requests"]],
+                "table": table,
+                "event": event(name, "floor"),
+                "function_name": f"{name}Floor",
+            }
+            floor_calls = _calls(_child("floor", {**floors[name], "count": True}, blocked, env))
+            if (floor_calls["aws"], floor_calls["http"]) != (
+                calls[name]["aws"],
+                calls[name]["http"],
+            ):
+                raise RuntimeError(f"{name}'s floor called {floor_calls}, not {calls[name]}")
+        samples: dict[str, list[Sample]] = {"baseline": []}
+        for name in handlers:
+            samples[name] = []
+            samples[f"{name} floor"] = []
+        # Interleaved: each round runs the baseline, then each function and its floor one
+        # after the other (which of the two first alternates by round), so a slower spell of
+        # the shared machine falls on both.
         for index in range(rounds):
-            seconds, report = _child([blocked, "baseline"], env)
-            samples["baseline"].append({"seconds": seconds, **report})
-            for name, spec in handlers.items():
-                app = str(spec.code_dir / "app.py")
-                args = [blocked, name, app, json.dumps(event(name, index)), spec.function_name]
-                seconds, report = _child(args, env)
-                if '"batchItemFailures": [{' in report["outcome"]:
-                    raise RuntimeError(f"{name} did not handle its event: {report['outcome']}")
-                samples[name].append({"seconds": seconds, **report})
-    baseline = statistics.median(s["seconds"] for s in samples["baseline"])
-    results: dict[str, Any] = {"rounds": rounds, "blocked_modules": len(blocked.split(","))}
-    for name, values in samples.items():
-        median = statistics.median(s["seconds"] for s in values)
+            samples["baseline"].append(_child("baseline", {}, blocked, env))
+            for name in handlers:
+                order = ("function", "floor") if index % 2 == 0 else ("floor", "function")
+                for which in order:
+                    if which == "floor":
+                        samples[f"{name} floor"].append(_child("floor", floors[name], blocked, env))
+                    else:
+                        sample = _child(name, function(name, index), blocked, env)
+                        samples[name].append(checked(name, sample))
+    baseline = _figures(samples["baseline"])
+    results: dict[str, Any] = {
+        "rounds": rounds,
+        "blocked_modules": len(blocked.split(",")),
+        "baseline": {**baseline, "to_baseline": 1.0},
+    }
+    for name in handlers:
+        figures = _figures(samples[name])
+        floor = _figures(samples[f"{name} floor"])
         results[name] = {
-            "median_seconds": median,
-            "min_seconds": min(s["seconds"] for s in values),
-            "import_seconds": statistics.median(s["import_seconds"] for s in values),
-            "first_event_seconds": statistics.median(s["event_seconds"] for s in values),
-            "peak_memory_mb": statistics.median(s["peak_kb"] for s in values) / 1024,
-            "to_baseline": median / baseline,
+            **figures,
+            "to_floor": figures["median_seconds"] / floor["median_seconds"],
+            "to_baseline": figures["median_seconds"] / baseline["median_seconds"],
+            "memory_to_floor": figures["peak_memory_mb"] / floor["peak_memory_mb"],
+            "floor": {**floor, "to_baseline": floor["median_seconds"] / baseline["median_seconds"]},
+            "calls": calls[name],
         }
     results["layer"] = layer_zip_size()
     return results
