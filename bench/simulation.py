@@ -79,6 +79,7 @@ class Followed:
     lag: float
     bound: float
     hours: float
+    hinted: bool = False  # its provider told something (the lag bound is promised otherwise)
 
 
 Waits = Callable[[float, JobHints, "_Origin"], float]
@@ -114,7 +115,9 @@ def follow(job: Job, waits: Waits, *, first_poll: float, round_seconds: float) -
         polls += 1
         if age >= job.duration:
             bound = max(30.0, 0.1 * job.duration)
-            return Followed(polls, age - job.duration, bound, job.duration / 3600)
+            return Followed(
+                polls, age - job.duration, bound, job.duration / 3600, job.hints != "none"
+            )
         seen = job.report(age)
         if origin.progress is None and seen.progress is not None:
             origin = _Origin(seen.progress, age)
@@ -137,6 +140,7 @@ def summarize(
     transitions = [transitions_per_round * p + transitions_per_execution for p in polls]
     hours = sum(f.hours for f in followed)
     lags = [f.lag for f in followed]
+    unhinted = [f for f in followed if not f.hinted]
     return {
         "jobs": len(followed),
         "polls_per_job": statistics.fmean(polls),
@@ -146,4 +150,11 @@ def summarize(
         "lag_p95_seconds": percentile(lags, 0.95),
         "lag_to_bound_p95": percentile([f.lag / f.bound for f in followed], 0.95),
         "lag_within_bound_share": sum(f.lag <= f.bound for f in followed) / len(followed),
+        # The promise without hints: every such job within max(30 s, 10%) of its end (1.0
+        # when the mix has none).
+        "unhinted_jobs": len(unhinted),
+        "unhinted_within_bound_share": (
+            sum(f.lag <= f.bound for f in unhinted) / len(unhinted) if unhinted else 1.0
+        ),
+        "unhinted_lag_to_bound_max": max((f.lag / f.bound for f in unhinted), default=0.0),
     }

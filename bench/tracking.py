@@ -1,5 +1,7 @@
 """(3) Tracking cost: polls, state transitions, detection lag and dollars per 1,000 jobs for
-jobrelay's poll policy next to fixed 30 s and 60 s polling (the AWS job-poller sample).
+jobrelay's poll policy next to fixed 30 s and 60 s polling (the AWS job-poller sample), and
+the frontier an operator chooses `MaxPollSeconds` from: the same figures for each of
+`FRONTIER_MAX_POLL_SECONDS`.
 
 What a poll round costs is counted from real executions of the state machine in the local
 stack (`get_execution_history`): state transitions per round and per execution, and the
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import random
 import statistics
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +25,8 @@ from bench.simulation import (
     EARLY_END_SHARE,
     ESTIMATE_SIGMA,
     HINTED_SHARE,
+    Job,
+    Waits,
     adaptive,
     fixed,
     follow,
@@ -39,6 +44,8 @@ JOBS = 3000
 SEED = 20261123
 # Durations of the real executions counted, seconds: each takes a different number of rounds.
 MEASURED_DURATIONS = (1.0, 2.0, 3.5, 5.0, 7.0)
+# The upper bounds of the frontier (the default, PollPolicy().max_poll_seconds, among them).
+FRONTIER_MAX_POLL_SECONDS = (60, 300, 900, 3600)
 
 
 def _seconds(start: datetime, end: datetime) -> float:
@@ -120,14 +127,40 @@ def _cost_per_thousand(summary: dict[str, float], task_seconds: float) -> dict[s
     }
 
 
+Build = Callable[[random.Random], tuple[Waits, float]]
+
+
+def _row(
+    jobs: list[Job], build: Build, *, per_round: float, per_execution: float, round_seconds: float
+) -> dict[str, float]:
+    waits, first = build(random.Random(SEED))
+    followed = [follow(job, waits, first_poll=first, round_seconds=round_seconds) for job in jobs]
+    summary = summarize(
+        followed, transitions_per_round=per_round, transitions_per_execution=per_execution
+    )
+    summary.update(_cost_per_thousand(summary, round_seconds))
+    return summary
+
+
+def _adaptive(policy: PollPolicy) -> Build:
+    return lambda rng: (adaptive(policy, rng), FIRST_POLL_SECONDS)
+
+
 def run() -> dict[str, Any]:
     measured = measure_rounds()
-    per_round = measured["transitions_per_round"]
-    per_execution = measured["transitions_per_execution"]
-    round_seconds = measured["task_seconds_mean"]
+    return simulate(measured)
+
+
+def simulate(measured: dict[str, Any]) -> dict[str, Any]:
+    """The mixes and the frontier in virtual time, from what a round was measured to cost."""
+    costs = {
+        "per_round": measured["transitions_per_round"],
+        "per_execution": measured["transitions_per_execution"],
+        "round_seconds": measured["task_seconds_mean"],
+    }
     policy = PollPolicy()
-    strategies = {
-        "jobrelay": lambda rng: (adaptive(policy, rng), FIRST_POLL_SECONDS),
+    strategies: dict[str, Build] = {
+        "jobrelay": _adaptive(policy),
         "fixed 30 s": lambda rng: (fixed(30), 30),
         "fixed 60 s": lambda rng: (fixed(60), 60),
     }
@@ -141,27 +174,45 @@ def run() -> dict[str, Any]:
             "estimate_sigma": ESTIMATE_SIGMA,
             "early_end_share": EARLY_END_SHARE,
             "first_poll_seconds": {"jobrelay": FIRST_POLL_SECONDS, "fixed": "the interval"},
-            "round_seconds": round_seconds,
+            "round_seconds": costs["round_seconds"],
+            "max_poll_seconds": policy.max_poll_seconds,
         },
         "mixes": {},
     }
-    for mix_name, share in mixes.items():
-        jobs = job_mix(JOBS, seed=SEED, hinted_share=share)
-        rows = {}
-        for name, build in strategies.items():
-            waits, first = build(random.Random(SEED))
-            followed = [
-                follow(job, waits, first_poll=first, round_seconds=round_seconds) for job in jobs
-            ]
-            summary = summarize(
-                followed,
-                transitions_per_round=per_round,
-                transitions_per_execution=per_execution,
-            )
-            summary.update(_cost_per_thousand(summary, round_seconds))
-            rows[name] = summary
+    jobs_of = {name: job_mix(JOBS, seed=SEED, hinted_share=share) for name, share in mixes.items()}
+    for mix_name, jobs in jobs_of.items():
+        rows = {name: _row(jobs, build, **costs) for name, build in strategies.items()}
         baseline = rows["fixed 30 s"]["transitions_per_job_hour"]
         for row in rows.values():
             row["transitions_per_job_hour_to_fixed_30"] = row["transitions_per_job_hour"] / baseline
         results["mixes"][mix_name] = rows
+    results["frontier"] = frontier(jobs_of, results["mixes"], costs)
     return results
+
+
+def frontier(
+    jobs_of: dict[str, list[Job]], mixes: dict[str, Any], costs: dict[str, float]
+) -> dict[str, Any]:
+    """The policy with each upper bound of `FRONTIER_MAX_POLL_SECONDS`, over the mix (and
+    the unhinted jobs alone), beside the fixed pollers of the same mix."""
+    default = PollPolicy().max_poll_seconds
+    rows = []
+    for bound in FRONTIER_MAX_POLL_SECONDS:
+        build = _adaptive(PollPolicy(max_poll_seconds=bound))
+        row: dict[str, Any] = {"max_poll_seconds": bound, "default": bound == default}
+        for mix_name in ("mix", "without hints"):
+            summary = _row(jobs_of[mix_name], build, **costs)
+            baseline = mixes[mix_name]["fixed 30 s"]["transitions_per_job_hour"]
+            summary["transitions_per_job_hour_to_fixed_30"] = (
+                summary["transitions_per_job_hour"] / baseline
+            )
+            if mix_name == "mix":
+                row.update(summary)
+            else:
+                row["without_hints"] = summary
+        rows.append(row)
+    return {
+        "default_max_poll_seconds": default,
+        "rows": rows,
+        "fixed": {name: mixes["mix"][name] for name in ("fixed 30 s", "fixed 60 s")},
+    }
