@@ -81,14 +81,49 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def cpu_split(available: set[int]) -> tuple[set[int], set[int]] | None:
+    """The function's CPU and everyone else's, as Lambda has them: one CPU for the function's
+    process (CreateJob has one vCPU), the rest for the AWS stand-in and the emulators. None
+    when there is only one CPU to give (nothing can be pinned apart)."""
+    if len(available) < 2:
+        return None
+    ordered = sorted(available)
+    return {ordered[0]}, set(ordered[1:])
+
+
+def pin(pid: int, cpus: set[int]) -> bool:
+    """Put every thread of process `pid` on `cpus` (threads it starts later inherit it);
+    False where the platform cannot (no `sched_setaffinity`) or the process is gone."""
+    if not hasattr(os, "sched_setaffinity"):
+        return False
+    try:
+        threads = [int(tid) for tid in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        threads = [pid]
+    try:
+        for tid in threads:
+            try:
+                os.sched_setaffinity(tid, cpus)
+            except ProcessLookupError:
+                continue  # a thread that ended meanwhile
+    except OSError:
+        return False
+    return True
+
+
 @contextmanager
-def moto_process(*, execute_trackers: bool) -> Iterator[tuple[str, int]]:
+def moto_process(
+    *, execute_trackers: bool, cpus: set[int] | None = None
+) -> Iterator[tuple[str, int]]:
     """A moto server in a process of its own (AWS is not in the function's process, nor
     does it share its interpreter lock); yields its endpoint URL and process id.
 
     `execute_trackers=False` has Step Functions record executions without interpreting
     them: in AWS that interpretation runs on AWS's side, and moto's (it parses the ASL on
     every StartExecution) would otherwise compete for this machine's cores.
+
+    `cpus` pins the server to those CPUs (`pin`), so that it does not compete with a
+    function pinned to another; None leaves it where the scheduler puts it.
     """
     port = free_port()
     server = subprocess.Popen(  # noqa: S603 - our interpreter running moto's server
@@ -96,6 +131,8 @@ def moto_process(*, execute_trackers: bool) -> Iterator[tuple[str, int]]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    if cpus is not None:
+        pin(server.pid, cpus)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -115,6 +152,8 @@ def moto_process(*, execute_trackers: bool) -> Iterator[tuple[str, int]]:
             method="POST",
         )
         urllib.request.urlopen(request, timeout=10).close()  # noqa: S310 - loopback
+        if cpus is not None:
+            pin(server.pid, cpus)  # and the threads it started meanwhile
         yield url, server.pid
     finally:
         server.kill()
