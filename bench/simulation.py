@@ -108,20 +108,27 @@ def fixed(seconds: float) -> Waits:
     return lambda age, seen, origin: seconds
 
 
-def follow(job: Job, waits: Waits, *, first_poll: float, round_seconds: float) -> Followed:
-    """Poll `job` from `first_poll` on until a poll sees it ended."""
-    age, polls, origin = first_poll, 0, _Origin()
+def poll_ages(job: Job, waits: Waits, *, first_poll: float, round_seconds: float) -> list[float]:
+    """The job's age at each poll, from `first_poll` on, the last one the poll that sees it
+    ended (the capacity model places these in time)."""
+    age, ages, origin = first_poll, [], _Origin()
     while True:
-        polls += 1
+        ages.append(age)
         if age >= job.duration:
-            bound = max(30.0, 0.1 * job.duration)
-            return Followed(
-                polls, age - job.duration, bound, job.duration / 3600, job.hints != "none"
-            )
+            return ages
         seen = job.report(age)
         if origin.progress is None and seen.progress is not None:
             origin = _Origin(seen.progress, age)
         age += waits(age, seen, origin) + round_seconds
+
+
+def follow(job: Job, waits: Waits, *, first_poll: float, round_seconds: float) -> Followed:
+    """Poll `job` from `first_poll` on until a poll sees it ended."""
+    ages = poll_ages(job, waits, first_poll=first_poll, round_seconds=round_seconds)
+    bound = max(30.0, 0.1 * job.duration)
+    return Followed(
+        len(ages), ages[-1] - job.duration, bound, job.duration / 3600, job.hints != "none"
+    )
 
 
 def percentile(values: list[float], share: float) -> float:
