@@ -7,10 +7,11 @@ test can assert on what a user would see. mypy checks them against the protocols
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from jobrelay.errors import JobClaimed
+from jobrelay.errors import JobClaimed, RequestInProgress
 from jobrelay.models import MAX_GENERATION, OutcomeEvent, TrackerState, execution_name
 from jobrelay.ports import (
     CancelRecord,
@@ -31,9 +32,28 @@ class MemoryLedger:
         self.entries: dict[str, LedgerEntry] = {}
         self.claims: dict[tuple[str, str], str] = {}
         self.cancels: dict[str, CancelRecord] = {}
+        self.leases: dict[str, float] = {}
 
     def entry(self, request_id: str) -> LedgerEntry | None:
-        return self.entries.get(request_id)
+        entry = self.entries.get(request_id)
+        cancel = self.cancels.get(request_id)
+        if entry is None and cancel is None:
+            return None
+        return replace(entry or LedgerEntry(request_id, None, {}, None, None), cancel=cancel)
+
+    def begin(
+        self, request_id: str, at: datetime, *, lease_seconds: float, attempt: bool
+    ) -> LedgerEntry | None:
+        if self.leases.get(request_id, 0.0) > time.time():
+            raise RequestInProgress(f"request {request_id} is being handled by another delivery")
+        previous = self.entry(request_id)
+        self.leases[request_id] = time.time() + lease_seconds
+        if attempt:
+            self.begin_attempt(request_id, at)
+        return previous
+
+    def release(self, request_id: str) -> None:
+        self.leases.pop(request_id, None)
 
     def record_cancel(self, cancel: CancelRecord) -> tuple[CancelRecord, bool]:
         kept = self.cancels.setdefault(cancel.request_id, cancel)
@@ -45,6 +65,7 @@ class MemoryLedger:
     def record_outcome(self, request_id: str, *, event_type: str, event_id: str) -> None:
         entry = self.entries.get(request_id) or LedgerEntry(request_id, None, {}, None, None)
         self.entries[request_id] = replace(entry, outcome_type=event_type, outcome_id=event_id)
+        self.release(request_id)
 
     def get(self, request_id: str) -> LedgerEntry | None:
         return self.entries.get(request_id)
@@ -57,15 +78,17 @@ class MemoryLedger:
         self.entries[request_id] = replace(
             entry, arrived_at=arrived, waiting_for=waiting_for, connection=connection
         )
+        self.release(request_id)
         return arrived
 
     def begin_attempt(self, request_id: str, at: datetime) -> LedgerEntry | None:
+        previous = self.entry(request_id)
         entry = self.entries.get(request_id)
         if entry is None:
             self.entries[request_id] = LedgerEntry(request_id, None, {}, at, None)
         elif entry.create_attempted_at is None:
             self.entries[request_id] = replace(entry, create_attempted_at=at)
-        return entry
+        return previous
 
     def record_created(
         self, request_id: str, remote_job_id: str, locator: dict[str, str], *, provider: str
@@ -81,6 +104,7 @@ class MemoryLedger:
             created_at=datetime.now(UTC),
             waiting_for=None,
         )
+        self.release(request_id)
 
 
 class MemoryPublisher:

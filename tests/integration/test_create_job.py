@@ -122,6 +122,41 @@ def test_ledger_keeps_the_first_attempt_and_answers_with_what_it_held(harness: H
     assert ledger.begin_attempt("ledger-2", first) is None
 
 
+def test_a_delivery_holds_its_request_until_its_work_is_recorded(harness: Harness):
+    # The ledger as CreateJob's idempotency record: one write takes the lease and answers
+    # what earlier deliveries did, the cancel included; the job's record gives it up.
+    from jobrelay.aws import DynamoJobLedger as JobLedger
+    from jobrelay.errors import JobClaimed, RequestInProgress
+    from jobrelay.ports import CancelRecord
+
+    ledger = JobLedger(harness.stack.resources["IdempotencyTable"], 3600)
+    now = datetime.now(UTC)
+    assert ledger.begin("lease-1", now, lease_seconds=60, attempt=True) is None
+    with pytest.raises(RequestInProgress):  # a concurrent duplicate
+        ledger.begin("lease-1", now, lease_seconds=60, attempt=True)
+    # a holder that crashed: its lease runs out
+    later = ledger.begin("lease-1", now + timedelta(seconds=61), lease_seconds=60, attempt=True)
+    assert later is not None
+    assert later.create_attempted_at == now
+    ledger.record_created("lease-1", "job-1", {}, provider="pixxel")
+    cancel = CancelRecord("lease-1", "not needed", "ops", now)
+    assert ledger.record_cancel(cancel) == (cancel, True)
+    again = ledger.begin("lease-1", now, lease_seconds=60, attempt=True)
+    assert again is not None
+    assert (again.remote_job_id, again.cancel) == ("job-1", cancel)
+    ledger.release("lease-1")
+    assert ledger.begin("lease-1", now, lease_seconds=60, attempt=False) is not None
+    # A claimed job refused to another request writes nothing for it (one transaction).
+    ledger.begin("lease-2", now, lease_seconds=60, attempt=True)
+    with pytest.raises(JobClaimed):
+        ledger.record_created("lease-2", "job-1", {}, provider="pixxel")
+    entry = ledger.entry("lease-2")
+    assert entry is not None
+    assert entry.remote_job_id is None
+    with pytest.raises(RequestInProgress):  # still its own delivery's, until released
+        ledger.begin("lease-2", now, lease_seconds=60, attempt=True)
+
+
 @pytest.mark.parametrize(
     ("request_body", "provider", "code"),
     [

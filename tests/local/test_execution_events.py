@@ -5,6 +5,7 @@ ended every way, and the events a handler of the test's own receives."""
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import socket
 import threading
@@ -406,6 +407,7 @@ def test_a_stop_waits_for_an_execution_whose_interpreter_has_not_begun() -> None
     worker = ExecutionWorker.__new__(ExecutionWorker)
     worker.env = None
     environment = mock.Mock()
+    at = datetime.datetime(2026, 12, 2, tzinfo=datetime.UTC)
 
     def begin() -> None:
         time.sleep(0.05)
@@ -413,5 +415,5 @@ def test_a_stop_waits_for_an_execution_whose_interpreter_has_not_begun() -> None
 
     with stop_waits_for_start():
         threading.Thread(target=begin).start()
-        ExecutionWorker.stop(worker, stop_date="now", error="ops", cause="maintenance")
-    environment.set_stop.assert_called_once_with(stop_date="now", cause="maintenance", error="ops")
+        ExecutionWorker.stop(worker, stop_date=at, error="ops", cause="maintenance")
+    environment.set_stop.assert_called_once_with(stop_date=at, cause="maintenance", error="ops")

@@ -8,6 +8,7 @@ Each is built by a cached factory; tests use the fakes of `tests/fakes.py` inste
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from collections.abc import Mapping
@@ -19,7 +20,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from jobrelay.errors import JobClaimed
+from jobrelay.errors import JobClaimed, RequestInProgress
 from jobrelay.events import message_attributes
 from jobrelay.models import MAX_GENERATION, OutcomeEvent, TrackerState, execution_name
 from jobrelay.ports import CancelRecord, LedgerEntry, TrackerExecution
@@ -175,17 +176,19 @@ class SqsDeadLetterQueue:
 
 
 class DynamoJobLedger:
-    """Per request: when a create was attempted and which remote job it made.
+    """Per request, one item (`ledger#<request id>`): the lease of the delivery working on it,
+    when a create was attempted and which remote job it made, its cancel and its outcome;
+    and per remote job, which request it is (its claim), so no other request adopts it.
 
-    Written the moment the provider answers, before anything else can fail, so a retry of
-    the same request adopts the job instead of creating another; and per remote job, which
-    request it is (its claim), so no other request adopts it. Kept in the idempotency table
-    under their own key prefixes, expiring with the same TTL attribute.
+    The ledger is CreateJob's idempotency record: a delivery takes the request's lease and
+    reads what earlier ones did in one write (`begin`), and the job is recorded the moment
+    the provider answers, its claim with it (`record_created`), before anything else can
+    fail, so a retry of the same request adopts the job instead of creating another. Kept in
+    the idempotency table under their own key prefixes, expiring with the same TTL attribute.
     """
 
     KEY_PREFIX = "ledger#"
     CLAIM_PREFIX = "claim#"
-    CANCEL_PREFIX = "cancel#"
 
     def __init__(self, table_name: str, ttl_seconds: int, client: DynamoDBClient | None = None):
         self.table_name = table_name
@@ -201,10 +204,60 @@ class DynamoJobLedger:
     def _key(self, request_id: str) -> dict[str, Any]:
         return {"id": {"S": self.KEY_PREFIX + request_id}}
 
+    def begin(
+        self, request_id: str, at: datetime, *, lease_seconds: float, attempt: bool
+    ) -> LedgerEntry | None:
+        """Take the request's lease until `at + lease_seconds` (refused while another
+        delivery holds one: `RequestInProgress`), with `attempt` keep the first attempt's
+        time, and answer what the item held before: a concurrent duplicate never creates,
+        and a later one learns the job, the cancel or the outcome without another read."""
+        now = int(at.timestamp())
+        names = {"#lease": "lease_until", "#exp": "expiration"}
+        values: dict[str, Any] = {
+            ":until": {"N": str(now + max(1, math.ceil(lease_seconds)))},
+            ":now": {"N": str(now)},
+            ":exp": {"N": self._expiration()},
+        }
+        update = "SET #lease = :until, #exp = :exp"
+        if attempt:
+            names["#at"] = "create_attempted_at"
+            values[":at"] = {"S": at.isoformat()}
+            update += ", #at = if_not_exists(#at, :at)"
+        try:
+            answer = self.client.update_item(
+                TableName=self.table_name,
+                Key=self._key(request_id),
+                UpdateExpression=update,
+                ConditionExpression="attribute_not_exists(#lease) OR #lease < :now",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_OLD",
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            raise RequestInProgress(
+                f"request {request_id} is being handled by another delivery"
+            ) from exc
+        previous = answer.get("Attributes")
+        return self._entry(request_id, previous) if previous else None
+
+    def release(self, request_id: str) -> None:
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=self._key(request_id),
+                UpdateExpression="REMOVE lease_until",
+                ConditionExpression="attribute_exists(id)",
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+
     def begin_attempt(self, request_id: str, at: datetime) -> LedgerEntry | None:
         """Note that a create is about to be sent (the first attempt's time is kept) and
-        return what the ledger held before: one write instead of a read and a write, on
-        every record of every batch."""
+        return what the ledger held before (a request that waited for its connection: its
+        lease was taken without an attempt)."""
         answer = self.client.update_item(
             TableName=self.table_name,
             Key=self._key(request_id),
@@ -229,6 +282,15 @@ class DynamoJobLedger:
             value = text(name)
             return datetime.fromisoformat(value) if value else None
 
+        cancel = None
+        requested_at = when("cancel_requested_at")
+        if requested_at is not None:
+            cancel = CancelRecord(
+                request_id=request_id,
+                reason=text("cancel_reason"),
+                requested_by=text("cancel_requested_by") or "unknown",
+                requested_at=requested_at,
+            )
         return LedgerEntry(
             request_id=request_id,
             remote_job_id=text("remote_job_id"),
@@ -240,6 +302,7 @@ class DynamoJobLedger:
             waiting_for=text("waiting_for"),
             arrived_at=when("arrived_at"),
             connection=text("connection"),
+            cancel=cancel,
         )
 
     def entry(self, request_id: str) -> LedgerEntry | None:
@@ -248,34 +311,32 @@ class DynamoJobLedger:
         ).get("Item")
         return self._entry(request_id, item) if item else None
 
-    def _cancel_key(self, request_id: str) -> dict[str, Any]:
-        return {"id": {"S": self.CANCEL_PREFIX + request_id}}
-
-    @staticmethod
-    def _cancel(request_id: str, item: Mapping[str, Any]) -> CancelRecord:
-        reason = item.get("reason", {}).get("S")
-        return CancelRecord(
-            request_id=request_id,
-            reason=str(reason) if reason is not None else None,
-            requested_by=str(item["requested_by"]["S"]),
-            requested_at=datetime.fromisoformat(str(item["requested_at"]["S"])),
-        )
-
     def record_cancel(self, cancel: CancelRecord) -> tuple[CancelRecord, bool]:
-        """Written once (a cancel delivered twice is one cancel): the first one is kept."""
-        item: dict[str, Any] = {
-            **self._cancel_key(cancel.request_id),
-            "requested_by": {"S": cancel.requested_by},
-            "requested_at": {"S": cancel.requested_at.isoformat()},
-            "expiration": {"N": self._expiration()},
+        """Written once (a cancel delivered twice is one cancel): the first one is kept, on
+        the request's own item, so the request's next delivery reads it with its lease."""
+        names = {
+            "#at": "cancel_requested_at",
+            "#by": "cancel_requested_by",
+            "#exp": "expiration",
         }
+        values: dict[str, Any] = {
+            ":at": {"S": cancel.requested_at.isoformat()},
+            ":by": {"S": cancel.requested_by},
+            ":exp": {"N": self._expiration()},
+        }
+        update = "SET #at = :at, #by = :by, #exp = :exp"
         if cancel.reason is not None:
-            item["reason"] = {"S": cancel.reason}
+            names["#why"] = "cancel_reason"
+            values[":why"] = {"S": cancel.reason}
+            update += ", #why = :why"
         try:
-            self.client.put_item(
+            self.client.update_item(
                 TableName=self.table_name,
-                Item=item,
-                ConditionExpression="attribute_not_exists(id)",
+                Key=self._key(cancel.request_id),
+                UpdateExpression=update,
+                ConditionExpression="attribute_not_exists(#at)",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
@@ -283,22 +344,23 @@ class DynamoJobLedger:
             if answer.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
             kept = answer.get("Item") or self.client.get_item(
-                TableName=self.table_name, Key=self._cancel_key(cancel.request_id)
+                TableName=self.table_name, Key=self._key(cancel.request_id), ConsistentRead=True
             ).get("Item", {})
-            return self._cancel(cancel.request_id, kept), False
+            found = self._entry(cancel.request_id, kept).cancel
+            return (found or cancel), False
         return cancel, True
 
     def cancel_of(self, request_id: str) -> CancelRecord | None:
-        item = self.client.get_item(
-            TableName=self.table_name, Key=self._cancel_key(request_id), ConsistentRead=True
-        ).get("Item")
-        return self._cancel(request_id, item) if item else None
+        entry = self.entry(request_id)
+        return entry.cancel if entry else None
 
     def record_outcome(self, request_id: str, *, event_type: str, event_id: str) -> None:
         self.client.update_item(
             TableName=self.table_name,
             Key=self._key(request_id),
-            UpdateExpression="SET #type = :type, #id = :id, #at = :at, #exp = :exp",
+            UpdateExpression=(
+                "SET #type = :type, #id = :id, #at = :at, #exp = :exp REMOVE lease_until"
+            ),
             ExpressionAttributeNames={
                 "#type": "outcome_type",
                 "#id": "outcome_id",
@@ -316,12 +378,14 @@ class DynamoJobLedger:
     def note_waiting(
         self, request_id: str, *, connection: str, waiting_for: str, at: datetime
     ) -> datetime:
-        """One write: the first arrival is kept (the deadline counts from it)."""
+        """One write: the first arrival is kept (the deadline counts from it), and the lease
+        given up (the message is done with until it comes back)."""
         answer = self.client.update_item(
             TableName=self.table_name,
             Key=self._key(request_id),
             UpdateExpression=(
-                "SET #arr = if_not_exists(#arr, :at), #for = :for, #conn = :conn, #exp = :exp"
+                "SET #arr = if_not_exists(#arr, :at), #for = :for, #conn = :conn, #exp = :exp "
+                "REMOVE lease_until"
             ),
             ExpressionAttributeNames={
                 "#arr": "arrived_at",
@@ -348,56 +412,69 @@ class DynamoJobLedger:
     def record_created(
         self, request_id: str, remote_job_id: str, locator: dict[str, str], *, provider: str
     ) -> None:
-        """Claim the remote job for the request, then record it as the request's job.
+        """Claim the remote job for the request and record it as the request's job, its
+        lease given up: one transaction, so both or neither.
 
         The claim (`claim#<provider>#<job id>` → request id, written only if absent or
         already this request's) is what stops a second request adopting this job when it
         reconciles an ambiguous create on the same target; `JobClaimed` when another request
-        holds it. Two writes, not one transaction: a claim without its ledger entry (a crash
-        in between) is found and claimed again, by the same request, on the retry; and two
-        plain writes cost half the capacity of a two-item transaction.
+        holds it (then nothing is written, and the retry's reconciliation passes over it).
         """
         expiration = self._expiration()
         try:
-            self.client.put_item(
-                TableName=self.table_name,
-                Item={
-                    **self._claim_key(provider, remote_job_id),
-                    "request_id": {"S": request_id},
-                    "expiration": {"N": expiration},
-                },
-                ConditionExpression="attribute_not_exists(id) OR request_id = :request",
-                ExpressionAttributeValues={":request": {"S": request_id}},
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            self.client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self.table_name,
+                            "Item": {
+                                **self._claim_key(provider, remote_job_id),
+                                "request_id": {"S": request_id},
+                                "expiration": {"N": expiration},
+                            },
+                            "ConditionExpression": (
+                                "attribute_not_exists(id) OR request_id = :request"
+                            ),
+                            "ExpressionAttributeValues": {":request": {"S": request_id}},
+                            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self.table_name,
+                            "Key": self._key(request_id),
+                            "UpdateExpression": (
+                                "SET #job = :job, #loc = :loc, #now = :now, #exp = :exp "
+                                "REMOVE waiting_for, lease_until"
+                            ),
+                            "ExpressionAttributeNames": {
+                                "#job": "remote_job_id",
+                                "#loc": "locator",
+                                "#now": "created_at",
+                                "#exp": "expiration",
+                            },
+                            "ExpressionAttributeValues": {
+                                ":job": {"S": remote_job_id},
+                                ":loc": {"S": json.dumps(locator, sort_keys=True)},
+                                ":now": {"S": datetime.now(UTC).isoformat()},
+                                ":exp": {"N": expiration},
+                            },
+                        }
+                    },
+                ]
             )
         except ClientError as exc:
             answer: dict[str, Any] = dict(exc.response)
-            if answer.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            if answer.get("Error", {}).get("Code") != "TransactionCanceledException":
                 raise
-            owner = answer.get("Item", {}).get("request_id", {}).get("S")
+            reasons = answer.get("CancellationReasons") or [{}]
+            if reasons[0].get("Code") != "ConditionalCheckFailed":
+                raise
+            owner = reasons[0].get("Item", {}).get("request_id", {}).get("S")
             raise JobClaimed(
                 f"{provider} job {remote_job_id} belongs to request {owner or 'another request'}",
                 owner=owner,
             ) from exc
-        self.client.update_item(
-            TableName=self.table_name,
-            Key=self._key(request_id),
-            UpdateExpression=(
-                "SET #job = :job, #loc = :loc, #now = :now, #exp = :exp REMOVE waiting_for"
-            ),
-            ExpressionAttributeNames={
-                "#job": "remote_job_id",
-                "#loc": "locator",
-                "#now": "created_at",
-                "#exp": "expiration",
-            },
-            ExpressionAttributeValues={
-                ":job": {"S": remote_job_id},
-                ":loc": {"S": json.dumps(locator, sort_keys=True)},
-                ":now": {"S": datetime.now(UTC).isoformat()},
-                ":exp": {"N": expiration},
-            },
-        )
 
 
 @lru_cache(maxsize=4)

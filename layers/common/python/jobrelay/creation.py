@@ -21,6 +21,7 @@ from jobrelay.errors import (
     JobClaimed,
     ProviderRejected,
     RequestInvalid,
+    RequestWaiting,
 )
 from jobrelay.events import (
     cancel_details,
@@ -52,6 +53,7 @@ from jobrelay.ports import (
     CancelRecord,
     DeadLetterQueue,
     JobLedger,
+    LedgerEntry,
     OutcomePublisher,
     TrackerControl,
     TrackerStarter,
@@ -63,6 +65,9 @@ from jobrelay.settings import Settings
 # How far before the first create attempt a reconciled job may have been created (clock skew
 # between us and the provider).
 RECONCILE_SKEW = timedelta(minutes=2)
+# How long a delivery holds its request's lease when the caller does not say (CreateJob
+# passes its invocation's remaining time): a crashed holder delays a retry by this at most.
+LEASE_SECONDS = 900.0
 # Listings re-read while passing over other requests' jobs, before the record is retried.
 MAX_ADOPTION_TRIES = 5
 MAX_EVENT_PROBLEMS = 50
@@ -105,12 +110,18 @@ class JobCreator:
     gate: Gate | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
-    def handle(self, message: QueueMessage) -> CreateResult:
+    def handle(
+        self, message: QueueMessage, *, lease_seconds: float = LEASE_SECONDS
+    ) -> CreateResult:
+        """One message, once: the request's lease is taken in the job ledger before anything
+        is done for it (a concurrent duplicate is retried, `RequestInProgress`), and what an
+        earlier delivery did (its job, its cancel, its outcome) is read in the same write.
+        The lease is given up by the write that ends this delivery's work, or on failure."""
         # A malformed cancel is rejected under its own key (`cancel:<id>`), never as the
         # outcome of the request it names.
         request_id = message.request_key
-        hinted_provider = provider_hint(message.body)
         connection: Connection | None = None
+        begun = False
         try:
             request = parse_message(message.body)
             if isinstance(request, CancelRequest):
@@ -122,26 +133,83 @@ class JobCreator:
                 request.connection or request.provider, provider=request.provider
             )
             logger.thread_safe_append_keys(connection=connection.name)
-            cancel = self.ledger.cancel_of(request_id)
-            if cancel is not None:
-                self._leave(connection, request_id)
-                return self._cancelled_before_creation(request, request_id, cancel, connection)
             # A provider whose params ask for a dry run (deepset's `dry_run`) validates only.
-            if getattr(request.params, "dry_run", False):
-                return self._validate(request, request_id, connection)
-            return self._create_and_track(request, request_id, connection, message)
-        except (RequestInvalid, ProviderRejected) as exc:
-            if connection is not None:
-                self._leave(connection, request_id)
-            return self._reject(
-                message,
+            dry_run = bool(getattr(request.params, "dry_run", False))
+            # A request of a connection with limits notes its attempt once admitted.
+            entry = self.ledger.begin(
                 request_id,
-                hinted_provider,
-                exc.code,
-                exc.message,
-                exc.problems,
-                connection=connection.name if connection else None,
+                self.clock(),
+                lease_seconds=lease_seconds,
+                attempt=not (dry_run or connection.limits.any),
             )
+            begun = True
+            if entry is not None and entry.outcome_type is not None:
+                return self._already_ended(request_id, request.provider, entry)
+            if entry is not None and entry.cancel is not None and entry.remote_job_id is None:
+                self._leave(connection, request_id)
+                return self._cancelled_before_creation(
+                    request, request_id, entry.cancel, connection
+                )
+            if dry_run:
+                return self._validate(request, request_id, connection)
+            return self._create_and_track(request, request_id, connection, message, entry)
+        except (RequestInvalid, ProviderRejected) as exc:
+            try:
+                if not begun:
+                    # A rejection is one outcome too: a duplicate of the message finds it.
+                    entry = self.ledger.begin(
+                        request_id, self.clock(), lease_seconds=lease_seconds, attempt=False
+                    )
+                    begun = True
+                    if entry is not None and entry.outcome_type is not None:
+                        return self._already_ended(request_id, provider_hint(message.body), entry)
+                if connection is not None:
+                    self._leave(connection, request_id)
+                return self._reject(
+                    message,
+                    request_id,
+                    provider_hint(message.body),
+                    exc.code,
+                    exc.message,
+                    exc.problems,
+                    connection=connection.name if connection else None,
+                )
+            except Exception:
+                if begun:
+                    self._release(request_id)
+                raise
+        except RequestWaiting:
+            raise  # noted as waiting, its lease given up with it
+        except Exception:
+            if begun:
+                self._release(request_id)
+            raise
+
+    def _release(self, request_id: str) -> None:
+        """This delivery failed: the next one need not wait out the lease."""
+        try:
+            self.ledger.release(request_id)
+        except Exception as exc:  # the lease runs out on its own
+            logger.warning("lease not given up; it expires", error=str(exc)[:300])
+
+    def _already_ended(
+        self, request_id: str, provider: str | None, entry: LedgerEntry
+    ) -> CreateResult:
+        """A delivery of a request that has its outcome (a duplicate, or a retry after its
+        work was done): nothing is done again."""
+        kind = (entry.outcome_type or "").rsplit(".", 1)[-1]
+        outcome: Any = kind if kind in ("rejected", "validated", "cancelled", "timed_out") else None
+        if outcome == "timed_out" and entry.remote_job_id is not None:
+            outcome = None  # timed out while tracked: it was created
+        logger.info("request already has its outcome", outcome=entry.outcome_type)
+        return CreateResult(
+            outcome=outcome or "created",
+            request_id=request_id,
+            provider=provider,
+            remote_job_id=entry.remote_job_id,
+            event_id=entry.outcome_id,
+            adopted=entry.remote_job_id is not None,
+        )
 
     def _leave(self, connection: Connection, request_id: str) -> None:
         """The request ends here: out of its connection's queue, its slot (if any) freed."""
@@ -265,7 +333,12 @@ class JobCreator:
         )
 
     def _create_and_track(
-        self, request: JobRequest, request_id: str, connection: Connection, message: QueueMessage
+        self,
+        request: JobRequest,
+        request_id: str,
+        connection: Connection,
+        message: QueueMessage,
+        entry: LedgerEntry | None,
     ) -> CreateResult:
         provider = self.provider_for(connection.name)
         deadline = request.tracking.deadline_seconds or self.settings.default_deadline_seconds
@@ -277,7 +350,10 @@ class JobCreator:
             assert cancel is not None  # Ended("cancelled") only after reading one
             self._leave(connection, request_id)
             return self._cancelled_before_creation(request, request_id, cancel, connection)
-        created, adopted, arrived_at = self._create_once(provider, request, request_id)
+        if connection.limits.any:
+            # Admitted: the attempt is noted now (a wait is not an attempt).
+            entry = self.ledger.begin_attempt(request_id, self.clock())
+        created, adopted, arrived_at = self._create_once(provider, request, request_id, entry)
         now = self.clock()
         interval = request.tracking.poll_interval_seconds or self.settings.poll_interval_seconds
         report = created.report
@@ -310,6 +386,10 @@ class JobCreator:
         execution_arn, started = self.starter.start(state)
         if not adopted:
             count_job("JobsCreated", request.provider)
+        elif entry is not None and entry.remote_job_id is not None:
+            # A later delivery of a request whose job was recorded: nothing written, so
+            # its lease is given up here (a new job's record gives it up with the job).
+            self._release(request_id)
         logger.info(
             "job created and tracked",
             remote_job_id=created.remote_job_id,
@@ -327,11 +407,11 @@ class JobCreator:
         )
 
     def _create_once(
-        self, provider: Provider, request: JobRequest, request_id: str
+        self, provider: Provider, request: JobRequest, request_id: str, entry: LedgerEntry | None
     ) -> tuple[CreatedJob, bool, datetime | None]:
-        """Create the remote job unless an earlier attempt of this request already did;
-        answers it, whether it was adopted, and when the request first arrived if it waited."""
-        entry = self.ledger.begin_attempt(request_id, self.clock())
+        """Create the remote job unless an earlier attempt of this request already did (the
+        ledger's entry before this attempt, `entry`); answers it, whether it was adopted, and
+        when the request first arrived if it waited."""
         arrived_at = entry.arrived_at if entry else None
         if entry and entry.remote_job_id:
             job = CreatedJob(remote_job_id=entry.remote_job_id, locator=entry.locator)

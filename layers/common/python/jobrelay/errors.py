@@ -129,3 +129,12 @@ class RequestWaiting(JobRelayError):
         super().__init__(message)
         self.connection = connection
         self.waiting_for = waiting_for
+
+
+class RequestInProgress(JobRelayError):
+    """Another delivery of the same request holds its lease in the job ledger (it is being
+    created right now): this record is retried by SQS, never created a second time. The
+    lease lasts the holder's invocation at most, so a crashed holder delays the retry only."""
+
+    code = "REQUEST_IN_PROGRESS"
+    retryable = True

@@ -1,5 +1,5 @@
-"""CreateJob's SQS batch: records processed concurrently, each created once (Powertools
-idempotency over `JobCreator`), transient failures reported as batch item failures.
+"""CreateJob's SQS batch: records processed concurrently, each created once (the job
+ledger's lease and record, `JobCreator`), transient failures reported as batch item failures.
 
 Records run at once (Powertools `AsyncBatchProcessor`, each record's blocking work on a
 worker thread of its own), so a batch takes about as long as its slowest provider call, and
@@ -21,15 +21,14 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from jobrelay.creation import CreateResult, JobCreator, QueueMessage
-from jobrelay.errors import RequestWaiting
+from jobrelay.creation import JobCreator, QueueMessage
+from jobrelay.errors import RequestInProgress, RequestWaiting
 from jobrelay.observability import logger
 from jobrelay.providers.pool import ProviderPool
 from jobrelay.settings import CreateJobSettings
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-    from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
 # As many workers as the provider pool has connections; more records queue briefly.
@@ -45,17 +44,16 @@ processor = AsyncBatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_
 
 @dataclass
 class CreateJobService:
-    """A ready CreateJob: its settings, the idempotent create, and the creator's ports."""
+    """A ready CreateJob: its settings and the creator's ports."""
 
     settings: CreateJobSettings
-    config: IdempotencyConfig
-    create_once: Callable[..., CreateResult]
     creator_for: Callable[[ProviderPool], JobCreator]
 
     def handle_batch(
         self, event: dict[str, Any], context: LambdaContext
     ) -> PartialItemFailureResponse:
-        self.config.register_lambda_context(context)
+        # A record's lease on its request lasts this invocation at most.
+        lease_seconds = max(1.0, context.get_remaining_time_in_millis() / 1000)
         workers = max(1, min(MAX_WORKERS, len(event.get("Records", []))))
         with (
             ProviderPool(self.settings) as pool,
@@ -65,13 +63,17 @@ class CreateJobService:
 
             async def record_handler(record: SQSRecord) -> dict[str, Any]:
                 loop = asyncio.get_running_loop()
-                return await loop.run_in_executor(executor, self._process, creator, record)
+                return await loop.run_in_executor(
+                    executor, self._process, creator, record, lease_seconds
+                )
 
             return async_process_partial_response(
                 event=event, record_handler=record_handler, processor=processor, context=context
             )
 
-    def _process(self, creator: JobCreator, record: SQSRecord) -> dict[str, Any]:
+    def _process(
+        self, creator: JobCreator, record: SQSRecord, lease_seconds: float
+    ) -> dict[str, Any]:
         logger.thread_safe_clear_keys()
         logger.thread_safe_append_keys(message_id=record.message_id)
         message = QueueMessage.from_record(
@@ -79,7 +81,10 @@ class CreateJobService:
         )
         logger.thread_safe_append_keys(request_id=message.request_key)
         try:
-            result = self.create_once(creator, message=message)
+            result = creator.handle(message, lease_seconds=lease_seconds)
+        except RequestInProgress as exc:
+            logger.info("record will be retried: another delivery holds it", error=str(exc))
+            raise
         except RequestWaiting as exc:
             # Queued for its connection, or sent back for later: this message is done with.
             logger.info("request waits", connection=exc.connection, waiting_for=exc.waiting_for)

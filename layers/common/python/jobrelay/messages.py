@@ -4,6 +4,7 @@ once with every offending field named, and the idempotency key each one goes by.
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from typing import Any
 
 from pydantic import ValidationError
@@ -61,7 +62,7 @@ def parse_message(body: str) -> JobRequest | CancelRequest:
     (`CancelRequest`), or `RequestInvalid` naming every offending field."""
     try:
         # NaN and Infinity parse here and are refused by the models, field by field.
-        raw: Any = json.loads(body)
+        raw: Any = _decoded(body)
     except (ValueError, RecursionError) as exc:
         # RecursionError: JSON nested deeper than the parser's stack; refused, not crashed on.
         message = str(exc) if isinstance(exc, ValueError) else "nested too deeply"
@@ -109,9 +110,16 @@ def _field_name(error: ErrorDetails) -> str:
     return ".".join(loc) or "body"
 
 
+@lru_cache(maxsize=64)
+def _decoded(body: str) -> Any:
+    """The body's JSON, decoded once for its key, its parse and its hints (a batch's bodies
+    are read by several of these in turn; nothing here changes what it gets)."""
+    return json.loads(body)
+
+
 def _loose_body(body: str) -> dict[str, Any]:
     try:
-        raw = json.loads(body)
+        raw = _decoded(body)
     except (ValueError, RecursionError):
         return {}
     return raw if isinstance(raw, dict) else {}

@@ -34,6 +34,17 @@ class DeadLetterQueue(Protocol):
 
 
 @dataclass(frozen=True)
+class CancelRecord:
+    """A cancel asked for a request: kept for the retention window (the ledger's TTL), so a
+    request that arrives after its cancel is cancelled too."""
+
+    request_id: str
+    reason: str | None
+    requested_by: str
+    requested_at: datetime
+
+
+@dataclass(frozen=True)
 class LedgerEntry:
     request_id: str
     remote_job_id: str | None
@@ -47,17 +58,8 @@ class LedgerEntry:
     waiting_for: str | None = None
     arrived_at: datetime | None = None
     connection: str | None = None
-
-
-@dataclass(frozen=True)
-class CancelRecord:
-    """A cancel asked for a request: kept for the retention window (the ledger's TTL), so a
-    request that arrives after its cancel is cancelled too."""
-
-    request_id: str
-    reason: str | None
-    requested_by: str
-    requested_at: datetime
+    # The request's cancel, kept on the same item (one read tells both).
+    cancel: CancelRecord | None = None
 
 
 @dataclass(frozen=True)
@@ -73,15 +75,27 @@ class JobLedger(Protocol):
     """Per request: when a create was attempted and which remote job it made; per remote job,
     which request claimed it (so no two requests share a job)."""
 
+    def begin(
+        self, request_id: str, at: datetime, *, lease_seconds: float, attempt: bool
+    ) -> LedgerEntry | None:
+        """Take the request's lease for this delivery (`RequestInProgress` while another
+        holds it) and, with `attempt`, note that a create is about to be sent; answers what
+        the ledger held before, its cancel included. One write."""
+        ...
+
     def begin_attempt(self, request_id: str, at: datetime) -> LedgerEntry | None:
         """Note a create is about to be sent; answers what the ledger held before."""
+        ...
+
+    def release(self, request_id: str) -> None:
+        """Give the request's lease up (this delivery failed, another may go on now)."""
         ...
 
     def record_created(
         self, request_id: str, remote_job_id: str, locator: dict[str, str], *, provider: str
     ) -> None:
-        """Claim the remote job for the request (`JobClaimed` if another holds it), then
-        record it as the request's job."""
+        """Claim the remote job for the request (`JobClaimed` if another holds it) and
+        record it as the request's job, its lease given up: both or neither."""
         ...
 
     def entry(self, request_id: str) -> LedgerEntry | None:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
     from jobrelay.admission import Gate
-    from jobrelay.creation import CreateResult, JobCreator, QueueMessage
+    from jobrelay.creation import JobCreator
     from jobrelay.intake import CreateJobService
     from jobrelay.models import TrackerState
     from jobrelay.outcome import OutcomeReporter, PublishResult
@@ -36,10 +36,6 @@ if TYPE_CHECKING:
 
 # The idempotency key of a request's outcome: `jobrelay.outcome#<hash of the request id>`.
 OUTCOME_KEY_PREFIX = "jobrelay.outcome"
-
-
-def _create(creator: JobCreator, *, message: QueueMessage) -> CreateResult:
-    return creator.handle(message)
 
 
 def _publish(reporter: OutcomeReporter, *, state: TrackerState) -> PublishResult:
@@ -82,26 +78,12 @@ def _gate(current: settings.CreateJobSettings | settings.PublishOutcomeSettings)
 
 @lru_cache(maxsize=1)
 def create_job_service() -> CreateJobService:
-    """CreateJob, idempotent per request: a duplicate delivery returns the first result."""
-    from aws_lambda_powertools.utilities.idempotency import idempotent_function
-    from aws_lambda_powertools.utilities.idempotency.serialization.pydantic import (
-        PydanticSerializer,
-    )
-
-    from jobrelay.creation import CreateResult, JobCreator
+    """CreateJob, once per request: the job ledger is its idempotency record (a delivery
+    takes the request's lease and reads what earlier ones did in one write)."""
+    from jobrelay.creation import JobCreator
     from jobrelay.intake import CreateJobService
 
     current = settings.get_settings(settings.CreateJobSettings)
-    config, persistence = _idempotency(
-        "request_key", current.idempotency_table, current.idempotency_ttl_seconds
-    )
-    create_once = idempotent_function(
-        data_keyword_argument="message",
-        config=config,
-        persistence_store=persistence,
-        output_serializer=PydanticSerializer(model=CreateResult),
-    )(_create)
-
     gate = _gate(current)
 
     def creator_for(pool: ProviderPool) -> JobCreator:
@@ -117,9 +99,7 @@ def create_job_service() -> CreateJobService:
             gate=gate,
         )
 
-    return CreateJobService(
-        settings=current, config=config, create_once=create_once, creator_for=creator_for
-    )
+    return CreateJobService(settings=current, creator_for=creator_for)
 
 
 @dataclass
