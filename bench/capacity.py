@@ -575,7 +575,9 @@ def _scale_up(series: Sequence[float], window: int = 10) -> float:
         lows.append(t)
         if lows[0] < t - window:
             lows.popleft()
-        most = max(most, value - series[lows[0]])
+        grown = value - series[lows[0]]
+        if grown > most:
+            most = grown
     return most
 
 
@@ -613,32 +615,39 @@ def _against(peak: float, quota: Quota, region: str = LARGE) -> dict[str, Any]:
     }
 
 
+def _from_quietest(series: Sequence[float]) -> list[float]:
+    """The periodic day from its quietest second on: a bucket run from full there is in the
+    state the day leaves it in (it has refilled), so one lap tells what two would."""
+    start = min(range(len(series)), key=series.__getitem__)
+    return [*series[start:], *series[:start]]
+
+
 def _empties(series: Sequence[float], factor: float, *, size: float, refill: float) -> bool:
-    """Whether `factor` times the day's demand ever asks the bucket (run as `bucket` runs it)
-    for more tokens than it has."""
+    """Whether `factor` times the day's demand (from its quietest second) ever asks the
+    bucket for more tokens than it has."""
     tokens = size
-    for _ in range(2):
-        for demand in series:
-            tokens += refill
-            if tokens > size:
-                tokens = size
-            tokens -= factor * demand
-            if tokens < 0.0:
-                return True
+    for demand in series:
+        tokens += refill
+        if tokens > size:
+            tokens = size
+        tokens -= factor * demand
+        if tokens < 0.0:
+            return True
     return False
 
 
 def growth_before_throttle(series: Sequence[float], *, size: float, refill: float) -> float:
     """The factor the day's load can grow by before the bucket first makes work wait
-    (within 1%)."""
-    low, high = 0.0, 1.0
-    while not _empties(series, high, size=size, refill=refill):
-        low, high = high, high * 2
-        if high > 1e6:
-            return math.inf
+    (within 1%). Never below refill / peak (no second asks more than a refill), never above
+    (size + refill) / peak (that second alone would empty a full bucket)."""
+    peak = max(series)
+    if not peak:
+        return math.inf
+    day = _from_quietest(series)
+    low, high = refill / peak, (size + refill) / peak
     while high - low > 0.01 * high:
         middle = (low + high) / 2
-        if _empties(series, middle, size=size, refill=refill):
+        if _empties(day, middle, size=size, refill=refill):
             high = middle
         else:
             low = middle
