@@ -27,13 +27,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import cancel, coldstart, createjob, limits, throughput, tracking
+from bench import cancel, capacity, coldstart, createjob, limits, throughput, tracking
 from bench.report import render, targets
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
 
-SECTIONS = ("createjob", "tracking", "coldstart", "cancel", "throughput", "limits")
+SECTIONS = ("createjob", "tracking", "capacity", "coldstart", "cancel", "throughput", "limits")
 
 
 def section(name: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -41,6 +41,8 @@ def section(name: str, args: argparse.Namespace) -> dict[str, Any]:
         return createjob.run()
     if name == "tracking":
         return tracking.run()
+    if name == "capacity":
+        return capacity.run()
     if name == "coldstart":
         return coldstart.run(args.rounds)
     if name == "cancel":

@@ -667,6 +667,9 @@ def _buckets(measures: dict[str, dict[str, Any]], day: Day, transitions: list[fl
             against["growth_before_limit"] = growth_before_throttle(
                 series, size=size, refill=quota.limit(region)
             )
+            # Over 1, the day's mean alone is more than the bucket refills: what waits never
+            # catches up (the model's waits then only grow with the laps it runs).
+            against["mean_to_refill"] = sum(series) / len(series) / quota.limit(region)
 
 
 def first_throttled(measures: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -500,6 +500,147 @@ def tracking_rows(results: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def _n(value: float) -> str:
+    """A count or rate for the capacity table: whole above 100, one decimal below."""
+    if value == float("inf"):
+        return "unbounded"
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.1f}"
+
+
+CAPACITY_MEASURES = (
+    ("start_execution", "StartExecution"),
+    ("state_transitions", "state transitions (Standard)"),
+    ("open_executions", "open executions"),
+    ("lambda_concurrency", "Lambda concurrent executions, all functions"),
+    ("dynamodb_writes", "DynamoDB write units"),
+    ("sns_publish", "SNS Publish"),
+    ("secrets_get", "Secrets Manager GetSecretValue"),
+)
+CAPACITY_FUNCTIONS = ("CreateJob", "PollJobStatus", "PublishOutcome", "TrackerEnded")
+CAPACITY_PROVIDERS = ("deepset", "pixxel", "matatika")
+
+
+def _quota_cell(against: dict[str, Any]) -> str:
+    bucket = f" (bucket {_n(against['bucket'])})" if "bucket" in against else ""
+    return f"{_n(against['limit'])} {against['unit']}{bucket}"
+
+
+def _fits_cell(against: dict[str, Any]) -> str:
+    if against.get("mean_to_refill", 0) > 1:
+        return f"never catches up (the day's mean {against['mean_to_refill']:.2f}x the refill)"
+    if against.get("throttled"):
+        return f"waits, up to {_n(against['longest_wait_seconds'])} s"
+    if "throttled" in against or against["peak_to_limit"] <= 1:
+        return "fits"
+    return "over"
+
+
+def capacity_rows(results: dict[str, Any]) -> list[Row]:
+    """(7): the capacity model's peaks per second at each day's load, beside AWS's default
+    quotas in a large and a small region, what is reached first, and a load held back."""
+    if "capacity" not in results:
+        return []
+    model = results["capacity"]
+    days = model["requests_per_day"]
+    scenarios = [model["scenarios"][str(n)] for n in days]
+    largest, large, small = scenarios[-1], "us-east-1", "small region"
+    loads = " / ".join(f"{n:,}" for n in days)
+    head = f"(7) capacity at {loads} requests a day (a third in one hour), peak"
+    rows: list[Row] = []
+    for name, label in CAPACITY_MEASURES:
+        unit = largest["measures"][name]["unit"]
+        peaks = " / ".join(_n(s["measures"][name]["peak"]) for s in scenarios)
+        quotas = largest["measures"][name]["quotas"]
+        rows.append(
+            (
+                f"{head}: {label}" if not rows else f"(7)   {label}",
+                f"{peaks} {unit}",
+                f"{large} {_quota_cell(quotas[large])}; small region {_quota_cell(quotas[small])}",
+                f"at {days[-1]:,}: {quotas[large]['peak_to_limit']:.2f}x / "
+                f"{quotas[small]['peak_to_limit']:.2f}x",
+                f"{_fits_cell(quotas[large])} / {_fits_cell(quotas[small])}",
+            )
+        )
+    per_function = "; ".join(
+        f"{f} " + " / ".join(_n(s["measures"][f"concurrency_{f}"]["peak"]) for s in scenarios)
+        for f in CAPACITY_FUNCTIONS
+    )
+    scale = "; ".join(
+        f"{f} {_n(largest['measures'][f'concurrency_{f}']['scale_up_per_10s'])}"
+        for f in CAPACITY_FUNCTIONS
+    )
+    rows.append(
+        (
+            "(7)   concurrent executions of each function",
+            per_function,
+            f"at {days[-1]:,}, most added within 10 s: {scale} (scaling rate 1,000 per "
+            "function per 10 s)",
+            "",
+            "",
+        )
+    )
+    per_provider = "; ".join(
+        f"{p} " + " / ".join(_n(s["measures"][f"provider_{p}"]["peak"]) for s in scenarios)
+        for p in CAPACITY_PROVIDERS
+    )
+    rows.append(
+        (
+            "(7)   provider calls per provider (and per connection, one each): creates + polls",
+            f"{per_provider} calls/s",
+            "the providers' own rate limits are theirs; a connection's max_in_flight and "
+            "max_creates_per_minute bound these",
+            "",
+            "",
+        )
+    )
+    for region in (large, small):
+        first = largest["first_throttled"][region]
+        rows.append(
+            (
+                f"(7)   reached first at {days[-1]:,} a day, {region}",
+                first["quota"],
+                f"peak {first['peak_to_limit']:.2f}x its limit; the load could grow "
+                f"{first['growth_before_limit']:.2f}x before it is reached (about "
+                f"{days[-1] * first['growth_before_limit']:,.0f} requests a day of this shape)",
+                "",
+                "work waits (nothing dropped)" if first["throttled"] else "fits",
+            )
+        )
+    for name, held in model.get("held_back", {}).items():
+        measures = held["measures"]
+        transitions = measures["state_transitions"]
+        rows.append(
+            (
+                f"(7)   {days[-1]:,} a day held to {held['create_rate_ceiling_per_second']:.0f} "
+                f"creates/s ({name.replace('_', ' ')}): peak state transitions",
+                f"{_n(transitions['peak'])} {transitions['unit']}",
+                f"waits in the queue: up to {_n(measures['queue_backlog']['peak'])} messages, "
+                f"the longest {_n(held['queue_wait_max_seconds'])} s before its job is created",
+                f"{transitions['quotas'][large]['peak_to_limit']:.2f}x / "
+                f"{transitions['quotas'][small]['peak_to_limit']:.2f}x",
+                f"{_fits_cell(transitions['quotas'][large])} / "
+                f"{_fits_cell(transitions['quotas'][small])}",
+            )
+        )
+    bound = model["settings_that_bound"]
+    within = "; ".join(
+        f"{region} <= {values['max_concurrency_within_refill']}"
+        for region, values in bound["per_region"].items()
+    )
+    rows.append(
+        (
+            f"(7)   CreateJobMaxConcurrency {bound['create_job_max_concurrency']}: most "
+            "StartExecution a second (a backlog draining)",
+            f"{_n(bound['start_execution_ceiling_per_second'])} calls/s",
+            f"{bound['batch_size']} records in {bound['batch_seconds']:.2f} s per invocation; "
+            f"within StartExecution's refill: {within}",
+            "",
+            "",
+        )
+    )
+    return rows
+
+
 def throughput_rows(results: dict[str, Any]) -> list[Row]:
     """(4): the local stack's rate, queue to outcome."""
     if "throughput" not in results:
@@ -625,6 +766,7 @@ def render(results: dict[str, Any]) -> str:
         *createjob_rows(results),
         *coldstart_rows(results),
         *tracking_rows(results),
+        *capacity_rows(results),
         *cancel_rows(results),
         *throughput_rows(results),
         *limits_rows(results),
