@@ -81,6 +81,16 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+# moto's server with the local stack's atomic DynamoDB writes (`moto_process`).
+ATOMIC_MOTO_SERVER = """
+import sys
+from jobrelay_local.atomic_writes import atomic_dynamodb_writes
+from moto.server import main
+with atomic_dynamodb_writes():
+    main(sys.argv[1:])
+"""
+
+
 def cpu_split(available: set[int]) -> tuple[set[int], set[int]] | None:
     """The function's CPU and everyone else's, as Lambda has them: one CPU for the function's
     process (CreateJob has one vCPU), the rest for the AWS stand-in and the emulators. None
@@ -113,7 +123,7 @@ def pin(pid: int, cpus: set[int]) -> bool:
 
 @contextmanager
 def moto_process(
-    *, execute_trackers: bool, cpus: set[int] | None = None
+    *, execute_trackers: bool, cpus: set[int] | None = None, atomic_writes: bool = False
 ) -> Iterator[tuple[str, int]]:
     """A moto server in a process of its own (AWS is not in the function's process, nor
     does it share its interpreter lock); yields its endpoint URL and process id.
@@ -124,10 +134,16 @@ def moto_process(
 
     `cpus` pins the server to those CPUs (`pin`), so that it does not compete with a
     function pinned to another; None leaves it where the scheduler puts it.
+
+    `atomic_writes` serves DynamoDB with the local stack's `atomic_dynamodb_writes` (its
+    conditional writes and transactions atomic, as DynamoDB's are; a transaction backs up
+    its own items only), which the local stack applies to its own moto but cannot to a
+    server in another process: under concurrent transactions moto's own answers 500.
     """
     port = free_port()
+    serve = ["-m", "moto.server"] if not atomic_writes else ["-c", ATOMIC_MOTO_SERVER]
     server = subprocess.Popen(  # noqa: S603 - our interpreter running moto's server
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, *serve, "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

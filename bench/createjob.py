@@ -589,8 +589,10 @@ def _measure(
     parameters: dict[str, str], placement: Placement, load_start: tuple[float, float, float]
 ) -> dict[str, Any]:
     function_cpu = min(placement.function) if placement.function else None
+    # DynamoDB's writes atomic in the stand-in too (the job and its claim are a transaction).
+    aws = moto_process(execute_trackers=False, cpus=placement.others, atomic_writes=True)
     with (
-        moto_process(execute_trackers=False, cpus=placement.others) as (endpoint, aws_pid),
+        aws as (endpoint, aws_pid),
         local_stack(parameters, feed_queue=False, aws_endpoint=endpoint) as local,
     ):
         for emulator in local.emulators.values():
