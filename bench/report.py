@@ -243,6 +243,12 @@ def createjob_rows(results: dict[str, Any]) -> list[Row]:
         )
         cpu = batch["cpu_seconds_per_record"]
         if batch["cpu_floor_seconds"] is not None:
+            shared = batch.get("foreign_load_on_function_cpu")
+            foreign = (
+                f"; other processes took {100 * shared:.0f}% of the function's CPU meanwhile"
+                if shared is not None
+                else ""
+            )
             floors = (
                 f"CPU alone needs {_s(batch['function_cpu_floor_seconds'])} on the function's "
                 f"CPU, {_s(batch['others_cpu_floor_seconds'])} on the stand-in's"
@@ -256,7 +262,7 @@ def createjob_rows(results: dict[str, Any]) -> list[Row]:
                     f"AWS stand-in (moto) {cpu['aws'] * 1000:.0f} ms; provider emulators "
                     f"{cpu['providers'] * 1000:.0f} ms",
                     f"{floors}; {batch['creates_in_flight_peak']:.0f} provider calls in "
-                    "flight at once",
+                    f"flight at once{foreign}",
                     "",
                 )
             )
