@@ -142,3 +142,31 @@ def test_a_missing_or_malformed_variable_fails_with_its_name():
     with pytest.raises(ConfigurationError) as no_provider:
         read_settings(FUNCTION_SETTINGS["PollJobStatusFunction"], {"IDEMPOTENCY_TABLE": "t"})
     assert all(entry.base_url_env in str(no_provider.value) for entry in REGISTRY.values())
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        "Lambda.TooManyRequestsException",
+        "Lambda.ServiceException",
+        "Lambda.AWSLambdaException",
+        "Lambda.SdkClientException",
+    ],
+)
+def test_a_poll_lambda_refuses_through_every_retry_waits_and_polls_again(error: str):
+    # Throttling never ends a running job as failed: past PollJobStatus's retries, Lambda's
+    # own errors lead back to the poll through a Wait, never to PublishOutcome.
+    states = json.loads(DEFINITION.read_text())["States"]
+    poll = states["PollJobStatus"]
+    assert any(error in retry["ErrorEquals"] for retry in poll["Retry"])
+    caught = next(
+        c for c in poll["Catch"] if error in c["ErrorEquals"] or "States.ALL" in c["ErrorEquals"]
+    )
+    seen = []
+    state = caught["Next"]
+    while state != "PollJobStatus":
+        assert state not in seen, f"{error} loops without polling: {seen}"
+        assert states[state]["Type"] == "Wait", f"{error} goes to {state}, not a wait"
+        seen.append(state)
+        state = states[state]["Next"]
+    assert seen
