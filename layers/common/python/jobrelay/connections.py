@@ -10,14 +10,15 @@ like API keys; a provider's name that has no secret is remembered as absent for 
 other missing name is looked up afresh: a request naming it is refused).
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: pydantic takes these models' annotations as they
+# are instead of evaluating strings (a tenth of their class creation, on every cold start).
 
 import json
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 from pydantic import AnyHttpUrl, Field, ValidationError, model_validator
 
@@ -60,7 +61,7 @@ class ConnectionDocument(Contract):
     description: Annotated[str, Field(max_length=1000)] | None = None
 
     @model_validator(mode="after")
-    def _one_credential(self) -> ConnectionDocument:
+    def _one_credential(self) -> Self:
         from jobrelay.registry import REGISTRY
 
         forms = [

@@ -5,7 +5,8 @@ Producer-facing models refuse unknown fields; provider-facing models (in `provid
 tolerate them. JSON Schemas of the request and the event are exported to `schemas/`.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: pydantic takes these models' annotations as they
+# are instead of evaluating strings (a tenth of their class creation, on every cold start).
 
 import hashlib
 import json
@@ -13,7 +14,7 @@ import math
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -80,6 +81,14 @@ class LazyModel(BaseModel):
     model_config = LAZY
 
 
+class DocumentModel(BaseModel):
+    """A model of the tracker's document, which every function's first event reads or
+    writes: built at import, in the order of this module, so each is built once and a model
+    that nests it reuses its validator (a deferred model nesting another deferred one builds
+    the inner one's schema again, and the inner one builds it a third time when used alone).
+    """
+
+
 class Contract(LazyModel):
     """A model producers write: unknown fields are refused, strings are not coerced."""
 
@@ -140,7 +149,7 @@ class Tracking(Contract):
     max_poll_seconds: Annotated[int, Field(ge=1, le=86_400, strict=True)] | None = None
 
     @model_validator(mode="after")
-    def _bounds_in_order(self) -> Tracking:
+    def _bounds_in_order(self) -> Self:
         low, high = self.min_poll_seconds, self.max_poll_seconds
         if low is not None and high is not None and low > high:
             raise ValueError("min_poll_seconds must not exceed max_poll_seconds")
@@ -216,7 +225,7 @@ class JobStatus(StrEnum):
         return self not in (JobStatus.QUEUED, JobStatus.RUNNING)
 
 
-class ErrorInfo(LazyModel):
+class ErrorInfo(DocumentModel):
     code: str
     message: str
     retryable: bool = False
@@ -238,7 +247,7 @@ class StatusReport(LazyModel):
 
 
 # ---------------------------------------------------------------- what the tracker carries
-class JobRef(LazyModel):
+class JobRef(DocumentModel):
     """The tracked job: everything the tracker needs to poll, cancel and report it."""
 
     request_id: RequestId
@@ -280,7 +289,7 @@ class JobRef(LazyModel):
         return self.connection or self.provider
 
 
-class PollResult(LazyModel):
+class PollResult(DocumentModel):
     """One tracker round: the normalized status and when to look again."""
 
     status: JobStatus
@@ -308,7 +317,7 @@ class PollResult(LazyModel):
     )
 
 
-class TrackerState(LazyModel):
+class TrackerState(DocumentModel):
     """The state machine's document: `$.job`, `$.poll` and, after a Catch, `$.error`."""
 
     job: JobRef

@@ -4,33 +4,57 @@ Everything else that is per provider is derived from it: the request union and i
 Schema, the settings each function reads, the local stack's emulators and secrets, the
 bench's sample requests, and the tests that check the template gives each function what the
 provider needs.
+
+Each entry names its adapter's module and class, imported on first use: a function loads the
+adapters its events reach and no other (PublishOutcome none, PollJobStatus the provider of
+the job it polls), and the request models are built the first time something asks for them
+(CreateJob, the schemas), not by every import of the registry (cold start).
 """
 
 from __future__ import annotations
 
+import importlib
+import threading
 from dataclasses import dataclass
+from functools import cache
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from pydantic import Field, TypeAdapter, create_model
+from jobrelay.errors import ConfigurationError
 
-from jobrelay.models import LAZY, CancelRequest, RequestBase
-from jobrelay.providers.base import Provider
-from jobrelay.providers.deepset import DeepsetProvider
-from jobrelay.providers.matatika import MatatikaProvider
-from jobrelay.providers.pixxel import PixxelProvider
+if TYPE_CHECKING:
+    from pydantic import TypeAdapter
 
-ADAPTERS: tuple[type[Provider], ...] = (DeepsetProvider, PixxelProvider, MatatikaProvider)
+    from jobrelay.models import RequestBase
+    from jobrelay.providers.base import Provider
+
+# Each provider's registry name (the `provider` of its requests, the prefix of its settings)
+# and its adapter, as `module:class`.
+ADAPTERS: tuple[tuple[str, str], ...] = (
+    ("deepset", "jobrelay.providers.deepset:DeepsetProvider"),
+    ("pixxel", "jobrelay.providers.pixxel:PixxelProvider"),
+    ("matatika", "jobrelay.providers.matatika:MatatikaProvider"),
+)
+
+
+@cache
+def _adapter(name: str, path: str) -> type[Provider]:
+    module, _, attribute = path.partition(":")
+    adapter: type[Provider] = getattr(importlib.import_module(module), attribute)
+    if adapter.name != name:
+        raise ConfigurationError(f"the registry lists {path} as {name!r}, not {adapter.name!r}")
+    return adapter
 
 
 @dataclass(frozen=True)
 class ProviderEntry:
     """One provider and the names its configuration goes by, derived from its name."""
 
-    adapter: type[Provider]
+    name: str
+    adapter_path: str
 
     @property
-    def name(self) -> str:
-        return self.adapter.name
+    def adapter(self) -> type[Provider]:
+        return _adapter(self.name, self.adapter_path)
 
     @property
     def params_model(self) -> type[Any]:
@@ -67,33 +91,76 @@ class ProviderEntry:
     @property
     def request_model(self) -> type[RequestBase]:
         """The request naming this provider: `provider` is its name, `params` its model."""
-        return _request_models[self.name]
+        return _requests().models[self.name]
 
 
-REGISTRY: dict[str, ProviderEntry] = {adapter.name: ProviderEntry(adapter) for adapter in ADAPTERS}
+REGISTRY: dict[str, ProviderEntry] = {name: ProviderEntry(name, path) for name, path in ADAPTERS}
 PROVIDER_NAMES: tuple[str, ...] = tuple(REGISTRY)
 
-_request_models: dict[str, type[RequestBase]] = {
-    entry.name: create_model(
-        f"{entry.name.capitalize()}JobRequest",
-        __base__=RequestBase,
-        __doc__=f"A request for a {entry.adapter.title} job.",
-        provider=(Literal[entry.name], ...),
-        params=(entry.params_model, ...),
+
+@dataclass(frozen=True)
+class _Requests:
+    models: dict[str, type[RequestBase]]
+    union: Any
+    job_request: TypeAdapter[RequestBase]
+    queue_message: TypeAdapter[Any]
+
+
+_requests_lock = threading.Lock()
+
+
+@cache
+def _build_requests() -> _Requests:
+    from pydantic import Field, TypeAdapter, create_model
+
+    from jobrelay.models import LAZY, CancelRequest, RequestBase
+
+    models: dict[str, type[RequestBase]] = {
+        entry.name: create_model(
+            f"{entry.name.capitalize()}JobRequest",
+            __base__=RequestBase,
+            __doc__=f"A request for a {entry.adapter.title} job.",
+            provider=(Literal[entry.name], ...),
+            params=(entry.params_model, ...),
+        )
+        for entry in REGISTRY.values()
+    }
+    union: Any = Annotated[
+        Union[tuple(models.values())],  # noqa: UP007 - a union built at run time
+        Field(discriminator="provider"),
+    ]
+    return _Requests(
+        models=models,
+        union=union,
+        job_request=TypeAdapter(union, config=LAZY),
+        # What the queue takes: a create of any provider, or a cancel (the JSON Schema of
+        # both).
+        queue_message=TypeAdapter(
+            Union[union, CancelRequest],  # noqa: UP007 - the union is built at run time
+            config=LAZY,
+        ),
     )
-    for entry in REGISTRY.values()
-}
+
+
+def _requests() -> _Requests:
+    # CreateJob's worker threads may ask at once: the models are built once.
+    with _requests_lock:
+        return _build_requests()
+
 
 if TYPE_CHECKING:
     JobRequest = RequestBase
+    JOB_REQUEST_ADAPTER: TypeAdapter[RequestBase]
+    # What the queue takes: a create of any provider, or a cancel (the JSON Schema of both).
+    QUEUE_MESSAGE_ADAPTER: TypeAdapter[Any]
 else:
-    JobRequest = Annotated[
-        Union[tuple(_request_models.values())],  # noqa: UP007 - a union built at run time
-        Field(discriminator="provider"),
-    ]
-JOB_REQUEST_ADAPTER: TypeAdapter[RequestBase] = TypeAdapter(JobRequest, config=LAZY)
-# What the queue takes: a create of any provider, or a cancel (the JSON Schema of both).
-QUEUE_MESSAGE_ADAPTER: TypeAdapter[Any] = TypeAdapter(
-    Union[JobRequest, CancelRequest],  # noqa: UP007 - JobRequest is built at run time
-    config=LAZY,
-)
+
+    def __getattr__(name: str) -> Any:
+        """The request union and its adapters, built on first use."""
+        if name == "JobRequest":
+            return _requests().union
+        if name == "JOB_REQUEST_ADAPTER":
+            return _requests().job_request
+        if name == "QUEUE_MESSAGE_ADAPTER":
+            return _requests().queue_message
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,6 +1,7 @@
 """Matatika ELT pipeline jobs on Meltano (docs/providers.md, "Matatika")."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: pydantic takes these models' annotations as they
+# are instead of evaluating strings (a tenth of their class creation, on every cold start).
 
 import json
 import math

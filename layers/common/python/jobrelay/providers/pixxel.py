@@ -1,6 +1,7 @@
 """Pixxel satellite-imagery workflow jobs (docs/providers.md, "Pixxel")."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: pydantic takes these models' annotations as they
+# are instead of evaluating strings (a tenth of their class creation, on every cold start).
 
 import re
 from collections.abc import Collection
