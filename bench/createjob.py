@@ -287,6 +287,32 @@ def peak_in_flight(entries: list[dict[str, Any]]) -> int:
     return peak
 
 
+def timeline(
+    creates: list[dict[str, Any]], started: float, ended: float
+) -> dict[str, float] | None:
+    """An invocation's wall time around its provider create calls (monotonic seconds, the
+    emulators' clock): until the first was received, from the first to the last received,
+    the slowest answer, and from the last answer to the invocation's end."""
+    if not creates:
+        return None
+    received = [entry["received_mono"] for entry in creates]
+    answered = [entry["answered_mono"] for entry in creates]
+    return {
+        "to_first_provider_call": min(received) - started,
+        "provider_calls_leaving": max(received) - min(received),
+        "slowest_provider_answer": max(a - r for r, a in zip(received, answered, strict=True)),
+        "after_last_answer": ended - max(answered),
+        "total": ended - started,
+    }
+
+
+def median_timeline(timelines: Iterable[dict[str, float] | None]) -> dict[str, float] | None:
+    known = [t for t in timelines if t is not None]
+    if not known:
+        return None
+    return {name: round(statistics.median(t[name] for t in known), 4) for name in known[0]}
+
+
 def calls_per_record(counts: Iterable[Mapping[str, int]], records: int) -> dict[str, float]:
     """AWS calls per record by `service.Operation` over several invocations of `records` in
     all, most frequent first, with `total`."""
@@ -626,6 +652,7 @@ def _measure(
             creates: int
             peak: int
             foreign_share: float | None  # others' work on the function's CPU, of wall time
+            timeline: dict[str, float] | None
 
         def invoke(bodies: list[dict[str, Any]], *, profile: bool = False) -> Measured:
             before, moment = cpu(), time.monotonic()
@@ -649,7 +676,13 @@ def _measure(
                 else None
             )
             return Measured(
-                call, spent, len(entries), len(creates), peak_in_flight(creates), foreign
+                call,
+                spent,
+                len(entries),
+                len(creates),
+                peak_in_flight(creates),
+                foreign,
+                timeline(creates, moment, moment + wall),
             )
 
         try:
@@ -724,6 +757,11 @@ def _measure(
                         "cpu_in_calls": cpu_in_calls(
                             [run.call for run in runs], size * len(runs), per_record["function"]
                         ),
+                        # Where a batch's wall time goes, against a single call's: until
+                        # the first provider call, while they all leave, the provider's
+                        # answer, and from the last answer to the end (medians).
+                        "timeline": median_timeline(run.timeline for run in runs),
+                        "single_timeline": median_timeline(one.timeline for one in singles),
                         "provider_calls_per_record": sum(run.provider_calls for run in runs)
                         / (size * len(runs)),
                         "creates_per_record": sum(run.creates for run in runs) / (size * len(runs)),

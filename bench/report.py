@@ -266,6 +266,26 @@ def createjob_rows(results: dict[str, Any]) -> list[Row]:
                     "",
                 )
             )
+        line, single = batch.get("timeline"), batch.get("single_timeline")
+        if line is not None and single is not None:
+
+            def spans(t: dict[str, float]) -> str:
+                return (
+                    f"{1000 * t['to_first_provider_call']:.0f} ms to the first provider call, "
+                    f"{1000 * t['provider_calls_leaving']:.0f} ms while the rest leave, "
+                    f"{1000 * t['slowest_provider_answer']:.0f} ms the slowest answer, "
+                    f"{1000 * t['after_last_answer']:.0f} ms after the last"
+                )
+
+            rows.append(
+                (
+                    f"(1)   where batch of {batch['records']}'s wall time goes (medians)",
+                    spans(line),
+                    f"a single call: {spans(single)}",
+                    "",
+                    "",
+                )
+            )
     batch10 = next(b for b in create["batches"] if b["records"] == 10)
     inside = batch10.get("cpu_in_calls")
     if inside is not None:

@@ -13,6 +13,7 @@ from bench.createjob import (
     function_environment,
     package_of,
     profile_breakdown,
+    timeline,
 )
 from bench.report import createjob_rows, targets
 
@@ -159,3 +160,17 @@ def test_a_run_before_issue_13_has_no_calls_target_and_no_rows_of_its_figures() 
         "CreateJob batch of 10 at 200 ms latency vs its slowest single call",
     ]
     assert len(createjob_rows(results)) == 2
+
+
+def test_timeline_of_a_batch_around_its_provider_calls() -> None:
+    creates = [
+        {"received_mono": 10.05, "answered_mono": 10.25},
+        {"received_mono": 10.10, "answered_mono": 10.32},
+    ]
+    line = timeline(creates, started=10.0, ended=10.5)
+    assert line is not None
+    assert round(line["to_first_provider_call"], 3) == 0.05
+    assert round(line["provider_calls_leaving"], 3) == 0.05
+    assert round(line["slowest_provider_answer"], 3) == 0.22
+    assert round(line["after_last_answer"], 3) == 0.18
+    assert timeline([], started=0.0, ended=1.0) is None
