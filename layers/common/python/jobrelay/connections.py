@@ -17,8 +17,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, NamedTuple, Self
 
 from pydantic import AnyHttpUrl, Field, ValidationError, model_validator
 
@@ -27,6 +26,8 @@ from jobrelay.models import Contract, ProviderName
 from jobrelay.secrets import SecretKey
 from jobrelay.settings import ProviderSettings, Settings
 
+# Value types here are NamedTuples, not dataclasses: making a dataclass compiles its
+# methods, about a millisecond of every cold start each.
 _LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 Secret = Annotated[str, Field(min_length=1, max_length=8192)]
 
@@ -102,8 +103,7 @@ class ConnectionDocument(Contract):
         return json.dumps(client)
 
 
-@dataclass(frozen=True)
-class Limits:
+class Limits(NamedTuple):
     """How much jobrelay asks of one connection (none: unbounded)."""
 
     max_in_flight: int | None = None
@@ -114,8 +114,7 @@ class Limits:
         return self.max_in_flight is not None or self.max_creates_per_minute is not None
 
 
-@dataclass(frozen=True)
-class Connection:
+class Connection(NamedTuple):
     """A resolved connection: where its provider is, how to read its credential, its limits.
     `secret_name` is None for a provider's default from the environment."""
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from jobrelay.errors import JobNotFound, ProviderProtocolError, ProviderUnavailable
 from jobrelay.events import cancel_details
@@ -30,6 +31,9 @@ from jobrelay.ports import CancelRecord, TrackerStarter
 from jobrelay.providers.base import Provider
 from jobrelay.providers.pool import ProviderPool
 from jobrelay.settings import PollJobStatusSettings, Settings
+
+# The classes here are plain classes and NamedTuples, not dataclasses: making a dataclass
+# compiles its methods, about a millisecond of every cold start each.
 
 # Stops sent at a cancel while the job still runs (each with the HTTP client's own retries),
 # the second only if the first failed within this time: three 10 s read timeouts and a look
@@ -95,16 +99,34 @@ def decide_wait(
     )
 
 
-@dataclass
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _no_cancel(request_id: str) -> CancelRecord | None:
+    return None
+
+
 class JobPoller:
-    provider_for: Callable[[ProviderName], Provider]
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-    policy: PollPolicy = field(default_factory=PollPolicy)
-    rounds_per_execution: int = ROUNDS_PER_EXECUTION
-    draw: Callable[[], float] = random.random
-    # The cancel asked for a request, read once a round (a cancel that arrived while the
-    # create was in flight, before there was an execution to stop, is found here).
-    cancel_of: Callable[[str], CancelRecord | None] = lambda request_id: None
+    """One tracker round's decisions for a job reached through `provider_for`."""
+
+    def __init__(
+        self,
+        provider_for: Callable[[ProviderName], Provider],
+        clock: Callable[[], datetime] = _now,
+        policy: PollPolicy | None = None,
+        rounds_per_execution: int = ROUNDS_PER_EXECUTION,
+        draw: Callable[[], float] = random.random,
+        # The cancel asked for a request, read once a round (a cancel that arrived while the
+        # create was in flight, before there was an execution to stop, is found here).
+        cancel_of: Callable[[str], CancelRecord | None] = _no_cancel,
+    ) -> None:
+        self.provider_for = provider_for
+        self.clock = clock
+        self.policy = policy if policy is not None else PollPolicy()
+        self.rounds_per_execution = rounds_per_execution
+        self.draw = draw
+        self.cancel_of = cancel_of
 
     def poll(self, state: TrackerState) -> TrackerState:
         """One round: GET the job, decide the next wait, and whether to continue anew; or,
@@ -377,14 +399,13 @@ class JobPoller:
             return None
 
 
-@dataclass(frozen=True)
-class Ending:
+class Ending(NamedTuple):
     """How a stopped job's tracking ends: at its deadline (`timed_out`) or because someone
     asked (`cancelled`), with what the event adds."""
 
     status: JobStatus
     deadline_passed: bool = False
-    details: dict[str, Any] = field(default_factory=dict)
+    details: Mapping[str, Any] = MappingProxyType({})
 
 
 def _ended(
@@ -459,15 +480,21 @@ def _failed_awaiting_retry(polled: TrackerState) -> TrackerState:
     return TrackerState(job=polled.job, poll=result)
 
 
-@dataclass
 class PollService:
     """A ready PollJobStatus: each action opens the invocation's provider pool, runs one
     `JobPoller` step and answers the state machine's next document."""
 
-    settings: PollJobStatusSettings
-    policy: PollPolicy
-    starter_for: Callable[[str], TrackerStarter]
-    cancel_of: Callable[[str], CancelRecord | None]
+    def __init__(
+        self,
+        settings: PollJobStatusSettings,
+        policy: PollPolicy,
+        starter_for: Callable[[str], TrackerStarter],
+        cancel_of: Callable[[str], CancelRecord | None],
+    ) -> None:
+        self.settings = settings
+        self.policy = policy
+        self.starter_for = starter_for
+        self.cancel_of = cancel_of
 
     def _run(
         self, step: Callable[[JobPoller, TrackerState], TrackerState], state: TrackerState

@@ -4,17 +4,23 @@ demand (a 401 forces a fresh read), never logged."""
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-from aws_lambda_powertools.utilities import parameters
-
-from jobrelay.aws import aws_client
 from jobrelay.errors import ConfigurationError
+
+# Powertools parameters is imported with the first secret read: PublishOutcome reads none.
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
 
 @lru_cache(maxsize=1)
-def secrets_provider() -> parameters.SecretsProvider:
+def secrets_provider() -> SecretsProvider:
     """Powertools' Secrets Manager provider (and its cache), on the process's shared client."""
-    return parameters.SecretsProvider(boto3_client=aws_client("secretsmanager"))
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+    from jobrelay.aws import aws_client
+
+    return SecretsProvider(boto3_client=aws_client("secretsmanager"))
 
 
 class SecretKey:
@@ -27,11 +33,12 @@ class SecretKey:
     def value(self, *, refresh: bool = False) -> str:
         if not self.secret_arn:
             raise ConfigurationError("no API key secret is configured for this provider")
+        provider = secrets_provider()
+        from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+
         try:
-            secret = secrets_provider().get(
-                self.secret_arn, max_age=self.max_age, force_fetch=refresh
-            )
-        except parameters.exceptions.GetParameterError as exc:
+            secret = provider.get(self.secret_arn, max_age=self.max_age, force_fetch=refresh)
+        except GetParameterError as exc:
             # The message of GetParameterError names the secret, never its value.
             raise ConfigurationError(f"cannot read the provider API key secret: {exc}") from exc
         if isinstance(secret, bytes):
