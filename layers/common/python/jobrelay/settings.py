@@ -22,7 +22,7 @@ from pydantic import (
 )
 
 from jobrelay.errors import ConfigurationError
-from jobrelay.models import ROUNDS_PER_EXECUTION, LazyModel, ProviderName
+from jobrelay.models import ROUNDS_PER_EXECUTION, LazyModel, ProviderName, empty_dict
 
 _LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
 # Set for a variable the model must have: present and not empty.
@@ -76,13 +76,13 @@ class Settings(LazyModel):
     min_poll_seconds: Annotated[int, Field(ge=1, le=3600)] = 1
     max_poll_seconds: Annotated[int, Field(ge=1, le=86_400)] = 300
     rounds_per_execution: Annotated[int, Field(ge=2, le=2000)] = ROUNDS_PER_EXECUTION
-    providers: dict[ProviderName, ProviderSettings] = Field(default_factory=dict)
+    providers: dict[ProviderName, ProviderSettings] = Field(default_factory=empty_dict)
     # Named connections (docs/connections.md): each one the secret `<prefix><name>`; empty
     # when the stack keeps none (every request then uses its provider's default).
     connections_prefix: str = ""
     # The hosts a connection's base URL may name, per provider (`<NAME>_ALLOWED_HOSTS`,
     # comma-separated; unset: the provider's public API hosts).
-    allowed_hosts: dict[ProviderName, tuple[str, ...]] = Field(default_factory=dict)
+    allowed_hosts: dict[ProviderName, tuple[str, ...]] = Field(default_factory=empty_dict)
     # Connection limits: the slots and waiting requests (DynamoDB), and the queue a waiting
     # request is sent back to when its turn comes.
     limits_table: str = ""
