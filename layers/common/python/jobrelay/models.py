@@ -9,12 +9,11 @@ tolerate them. JSON Schemas of the request and the event are exported to `schema
 # are instead of evaluating strings (a tenth of their class creation, on every cold start).
 
 import hashlib
-import json
 import math
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal, Self
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -22,8 +21,6 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
-    TypeAdapter,
-    model_validator,
 )
 
 
@@ -143,88 +140,41 @@ def _plain_json(value: dict[str, Any]) -> dict[str, Any]:
 PlainJsonObject = Annotated[dict[str, Any], AfterValidator(_plain_json)]
 
 
-# ---------------------------------------------------------------- the request
-class Tracking(Contract):
-    """Per-request overrides of how the job is followed.
-
-    `poll_interval_seconds` is the base of the adaptive poll policy: the wait while a job is
-    young and the floor of the detection lag it keeps (`max(base, 10% of the job's age)`).
-    `min_poll_seconds` and `max_poll_seconds` bound every wait (the deadline still cuts the
-    last one short); `max_poll_seconds` equal to the base gives a fixed-interval poller.
-    """
-
-    deadline_seconds: Annotated[int, Field(ge=5, le=MAX_DEADLINE_SECONDS, strict=True)] | None = (
-        None
-    )
-    poll_interval_seconds: Annotated[int, Field(ge=1, le=3600, strict=True)] | None = None
-    min_poll_seconds: Annotated[int, Field(ge=1, le=3600, strict=True)] | None = None
-    max_poll_seconds: Annotated[int, Field(ge=1, le=86_400, strict=True)] | None = None
-
-    @model_validator(mode="after")
-    def _bounds_in_order(self) -> Self:
-        low, high = self.min_poll_seconds, self.max_poll_seconds
-        if low is not None and high is not None and low > high:
-            raise ValueError("min_poll_seconds must not exceed max_poll_seconds")
-        return self
-
-
-def no_tracking() -> Tracking:
-    """The `default_factory` of a request's `tracking` (see `empty_dict`)."""
-    return Tracking()
-
-
 # Finite floats only: NaN and Infinity are not JSON, and an event would carry them as null.
 MetadataValue = str | int | Annotated[float, Field(allow_inf_nan=False)] | bool | None
 
+# ---------------------------------------------------------------- the request
+# The request's models (what producers send, which only CreateJob reads) are made in
+# `jobrelay.request_models` on first use, not by every function's import of this module
+# (cold start); they are imported from here as ever.
+_REQUEST_MODELS = frozenset(
+    {
+        "CancelRequest",
+        "METADATA_ADAPTER",
+        "Metadata",
+        "REQUEST_ID_ADAPTER",
+        "RequestBase",
+        "Tracking",
+        "no_tracking",
+    }
+)
 
-def _small_metadata(value: dict[str, MetadataValue]) -> dict[str, MetadataValue]:
-    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
-    if size > MAX_METADATA_BYTES:
-        raise ValueError(f"metadata is {size} bytes, at most {MAX_METADATA_BYTES} allowed")
-    return value
+if TYPE_CHECKING:
+    from jobrelay.request_models import METADATA_ADAPTER as METADATA_ADAPTER
+    from jobrelay.request_models import REQUEST_ID_ADAPTER as REQUEST_ID_ADAPTER
+    from jobrelay.request_models import CancelRequest as CancelRequest
+    from jobrelay.request_models import Metadata as Metadata
+    from jobrelay.request_models import RequestBase as RequestBase
+    from jobrelay.request_models import Tracking as Tracking
+    from jobrelay.request_models import no_tracking as no_tracking
+else:
 
+    def __getattr__(name: str) -> Any:
+        if name in _REQUEST_MODELS:
+            from jobrelay import request_models
 
-Metadata = Annotated[
-    dict[Annotated[str, StringConstraints(min_length=1, max_length=64)], MetadataValue],
-    Field(max_length=32),
-    AfterValidator(_small_metadata),
-]
-
-
-class RequestBase(Contract):
-    """What every request carries. Each provider's request narrows `provider` to its name and
-    `params` to its own model; the union of them is built from the provider registry
-    (`jobrelay.registry.JobRequest`)."""
-
-    action: Literal["create"] | None = Field(
-        default=None, description="A create may say so; a message without `action` is one."
-    )
-    request_id: RequestId | None = None
-    tracking: Tracking = Field(default_factory=no_tracking)
-    metadata: Metadata = Field(default_factory=empty_dict)
-    connection: ConnectionName | None = Field(
-        default=None,
-        description="The provider account to use (default: the connection named after the provider).",
-    )
-    provider: str
-    params: Contract
-
-
-class CancelRequest(Contract):
-    """Cancel a request wherever it is: not yet created (no job is ever created), tracked (the
-    job is stopped where the provider can), or ended (nothing changes). Sent on the same queue
-    as creates; the request still ends in exactly one outcome, `cancelled`."""
-
-    action: Literal["cancel"]
-    request_id: RequestId
-    reason: Annotated[str, StringConstraints(max_length=1000)] | None = None
-    requested_by: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = Field(
-        default=None, description="Who asks (default: the queue message's sender)."
-    )
-
-
-REQUEST_ID_ADAPTER: TypeAdapter[str] = TypeAdapter(RequestId, config=LAZY)
-METADATA_ADAPTER: TypeAdapter[dict[str, MetadataValue]] = TypeAdapter(Metadata, config=LAZY)
+            return getattr(request_models, name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ---------------------------------------------------------------- status
