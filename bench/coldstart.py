@@ -55,6 +55,8 @@ RUNTIME_PROVIDED = (
     "six",
 )
 MARK = "BENCH-COLD-START "
+# Untimed runs of each function and floor that count (and time) their calls.
+COUNTED_RUNS = 3
 
 # The child: hide what Lambda would not have, import the handler (a function's, the floor's,
 # or the baseline's), handle one event. argv: blocked modules, kind, options (JSON).
@@ -73,17 +75,30 @@ kind = sys.argv[2]
 options = json.loads(sys.argv[3])
 calls = []
 if options.get("count"):
-    # An untimed run: note every AWS API call and every HTTP request the process makes.
-    import botocore.client, httpx
+    # An untimed run: note every AWS API call and every HTTP request the process makes,
+    # with the seconds it waited for each answer (the stand-in's time, and the network's).
+    import botocore.client, botocore.endpoint, httpx
     _api_call = botocore.client.BaseClient._make_api_call
     def _counted_api_call(self, operation, params):
-        calls.append(["aws", self.meta.service_model.service_name, operation])
+        calls.append(["aws", self.meta.service_model.service_name, operation, 0.0])
         return _api_call(self, operation, params)
     botocore.client.BaseClient._make_api_call = _counted_api_call
+    _wire = botocore.endpoint.Endpoint._send
+    def _timed_wire(self, request):
+        begun = time.perf_counter()
+        try:
+            return _wire(self, request)
+        finally:
+            calls[-1][3] += time.perf_counter() - begun
+    botocore.endpoint.Endpoint._send = _timed_wire
     _send = httpx.Client.send
     def _counted_send(self, request, **kwargs):
-        calls.append(["http", request.method, str(request.url)])
-        return _send(self, request, **kwargs)
+        calls.append(["http", request.method, str(request.url), 0.0])
+        begun = time.perf_counter()
+        try:
+            return _send(self, request, **kwargs)
+        finally:
+            calls[-1][3] += time.perf_counter() - begun
     httpx.Client.send = _counted_send
 class Context:
     function_name = options.get("function_name", "cold")
@@ -283,16 +298,33 @@ def _events(local: LocalStack) -> dict[str, Any]:
 
 
 def _calls(sample: Sample) -> dict[str, Any]:
-    """What a counted run called: AWS operations by service and the provider URLs."""
+    """What a counted run called: AWS operations by service and the provider URLs, and the
+    seconds spent waiting for their answers (the stand-in's work and loopback's)."""
     aws = [
-        f"{service}.{operation}" for kind, service, operation in sample["calls"] if kind == "aws"
+        (f"{service}.{op}", wait) for kind, service, op, wait in sample["calls"] if kind == "aws"
     ]
-    http = [f"{method} {url}" for kind, method, url in sample["calls"] if kind == "http"]
+    http = [
+        (f"{method} {url}", wait) for kind, method, url, wait in sample["calls"] if kind == "http"
+    ]
     return {
         "aws": len(aws),
         "http": len(http),
-        "aws_operations": dict(sorted(Counter(aws).items())),
-        "http_requests": http,
+        "aws_operations": dict(sorted(Counter(name for name, _ in aws).items())),
+        "http_requests": [name for name, _ in http],
+        "aws_wait_seconds": sum(wait for _, wait in aws),
+        "http_wait_seconds": sum(wait for _, wait in http),
+    }
+
+
+def _waits(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The calls of the first counted run, with the median waits of all of them (every run
+    must have made the same calls)."""
+    if any((run["aws"], run["http"]) != (runs[0]["aws"], runs[0]["http"]) for run in runs):
+        raise RuntimeError(f"counted runs made different calls: {runs}")
+    return {
+        **runs[0],
+        "aws_wait_seconds": statistics.median(run["aws_wait_seconds"] for run in runs),
+        "http_wait_seconds": statistics.median(run["http_wait_seconds"] for run in runs),
     }
 
 
@@ -366,16 +398,23 @@ def run(rounds: int) -> dict[str, Any]:
                 raise RuntimeError(f"{name} did not handle its event: {sample['outcome']}")
             return sample
 
-        # Untimed, once each: warm the disk cache and bytecode, and count what each
-        # function's first event calls (its floor then makes as many calls).
+        # Untimed: warm the disk cache and bytecode, and count what each function's first
+        # event calls (its floor then makes as many calls); three counted runs of each, for
+        # the median wait for answers.
         _child("baseline", {}, blocked, warm)
         calls: dict[str, dict[str, Any]] = {}
+        floor_calls: dict[str, dict[str, Any]] = {}
         floors: dict[str, dict[str, Any]] = {}
         for name in handlers:
-            counted = checked(
-                name, _child(name, function(name, "count", count=True), blocked, warm)
-            )
-            calls[name] = _calls(counted)
+            counted = [
+                _calls(
+                    checked(
+                        name, _child(name, function(name, f"count-{i}", count=True), blocked, warm)
+                    )
+                )
+                for i in range(COUNTED_RUNS)
+            ]
+            calls[name] = _waits(counted)
             floors[name] = {
                 "aws_calls": calls[name]["aws"],
                 "http": [r.split(" ", 1)[1] for r in calls[name]["http_requests"]],
@@ -383,12 +422,17 @@ def run(rounds: int) -> dict[str, Any]:
                 "event": event(name, "floor"),
                 "function_name": f"{name}Floor",
             }
-            floor_calls = _calls(_child("floor", {**floors[name], "count": True}, blocked, warm))
-            if (floor_calls["aws"], floor_calls["http"]) != (
+            floor_calls[name] = _waits(
+                [
+                    _calls(_child("floor", {**floors[name], "count": True}, blocked, warm))
+                    for _ in range(COUNTED_RUNS)
+                ]
+            )
+            if (floor_calls[name]["aws"], floor_calls[name]["http"]) != (
                 calls[name]["aws"],
                 calls[name]["http"],
             ):
-                raise RuntimeError(f"{name}'s floor called {floor_calls}, not {calls[name]}")
+                raise RuntimeError(f"{name}'s floor called {floor_calls[name]}, not {calls[name]}")
         samples: dict[str, list[Sample]] = {"baseline": []}
         for name in handlers:
             samples[name] = []
@@ -420,7 +464,11 @@ def run(rounds: int) -> dict[str, Any]:
             "to_floor": figures["median_seconds"] / floor["median_seconds"],
             "to_baseline": figures["median_seconds"] / baseline["median_seconds"],
             "memory_to_floor": figures["peak_memory_mb"] / floor["peak_memory_mb"],
-            "floor": {**floor, "to_baseline": floor["median_seconds"] / baseline["median_seconds"]},
+            "floor": {
+                **floor,
+                "to_baseline": floor["median_seconds"] / baseline["median_seconds"],
+                "calls": floor_calls[name],
+            },
             "calls": calls[name],
         }
     results["layer"] = layer_zip_size()
