@@ -17,6 +17,9 @@ from jobrelay.errors import (
     ProviderProtocolError,
     ProviderRejected,
     ProviderUnavailable,
+    RequestInProgress,
+    RequestWaiting,
+    TrackerThrottled,
 )
 from jobrelay.providers import Provider
 from jobrelay.providers.deepset import DeepsetParams
@@ -500,3 +503,90 @@ def test_a_window_full_of_other_requests_jobs_is_retried_not_guessed(make_provid
     with pytest.raises(JobClaimed):
         creator.handle(message)
     assert (len(posts), starter.started) == (1, [])
+
+
+class ThrottledOnce(MemoryStarter):
+    """Step Functions refusing the first StartExecution through every SDK retry."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refused = 0
+
+    def start(self, state: Any) -> tuple[str, bool]:
+        if not self.refused:
+            self.refused += 1
+            raise TrackerThrottled("StartExecution refused for now: ThrottlingException")
+        return super().start(state)
+
+
+class SentBack:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, int]] = []
+
+    def send(self, body: str, *, delay_seconds: int = 0) -> str:
+        self.sent.append((body, delay_seconds))
+        return str(len(self.sent))
+
+
+def test_a_throttled_tracker_start_sends_the_request_back_and_its_job_is_adopted(
+    make_provider,
+):
+    # Given Step Functions refusing the tracker once, after the job was created
+    provider, recorder = make_provider(
+        "pixxel", lambda request: json_response(200, pixxel_job("job-1", datetime.now(UTC)))
+    )
+    starter, queue, ledger = ThrottledOnce(), SentBack(), MemoryLedger()
+    creator = JobCreator(
+        settings=Settings(),
+        provider_for=lambda name: provider,
+        publisher=MemoryPublisher(),
+        starter=starter,
+        dead_letters=MemoryDeadLetters(),
+        ledger=ledger,
+        trackers=starter,
+        requeue=queue,
+    )
+    body = {
+        "request_id": "r-t",
+        "provider": "pixxel",
+        "params": {"workflow_id": "wf-1", "project_id": "proj-1"},
+    }
+    message = QueueMessage.from_record("m-1", json.dumps(body))
+    # When CreateJob handles it: the request waits (its record is done with, not failed)
+    with pytest.raises(RequestWaiting) as waiting:
+        creator.handle(message)
+    assert waiting.value.waiting_for == "tracker"
+    # Then its message is back on the queue with a delay, and its lease is free
+    assert [(json.loads(b)["request_id"], d) for b, d in queue.sent] == [("r-t", 900)]
+    # and the message's return adopts the recorded job and starts its tracker: one create
+    result = creator.handle(QueueMessage.from_record("m-2", queue.sent[0][0]))
+    assert (result.outcome, result.adopted, result.remote_job_id) == ("created", True, "job-1")
+    assert [r.method for r in recorder.requests].count("POST") == 1
+    assert [s.job.remote_job_id for s in starter.started] == ["job-1"]
+
+
+def test_a_concurrent_duplicate_is_retried_and_never_creates(make_provider):
+    # Given a delivery that holds its request (its create is under way)
+    def provider_api(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            return json_response(200, pixxel_job("job-1", datetime.now(UTC)))
+        return json_response(200, {"jobs": []})
+
+    provider, recorder = make_provider("pixxel", provider_api)
+    creator, _ = creator_for(provider)
+    body = {
+        "request_id": "r-d",
+        "provider": "pixxel",
+        "params": {"workflow_id": "wf-1", "project_id": "proj-1"},
+    }
+    ledger = creator.ledger
+    ledger.begin("r-d", NOW, lease_seconds=60, attempt=True)
+    # When a duplicate of its message arrives meanwhile, it is refused for a retry
+    with pytest.raises(RequestInProgress):
+        creator.handle(QueueMessage.from_record("m-2", json.dumps(body)))
+    assert recorder.requests == []
+    # and once the first gives the request up (here: it crashed before its create, so the
+    # duplicate looks for its job first), the duplicate goes on: one create in all
+    ledger.release("r-d")
+    assert creator.handle(QueueMessage.from_record("m-2", json.dumps(body))).outcome == "created"
+    assert [r.method for r in recorder.requests].count("POST") == 1

@@ -20,7 +20,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from jobrelay.errors import JobClaimed, RequestInProgress
+from jobrelay.errors import JobClaimed, RequestInProgress, TrackerThrottled
 from jobrelay.events import message_attributes
 from jobrelay.models import MAX_GENERATION, OutcomeEvent, TrackerState, execution_name
 from jobrelay.ports import CancelRecord, LedgerEntry, TrackerExecution
@@ -117,8 +117,11 @@ class StepFunctionsTrackerStarter:
                 input=state.model_dump_json(exclude={"action", "error"}),
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ExecutionAlreadyExists":
+            code = exc.response.get("Error", {}).get("Code")
+            if code == "ExecutionAlreadyExists":
                 return self.execution_arn(name), False
+            if code in ("ThrottlingException", "ExecutionLimitExceeded"):
+                raise TrackerThrottled(f"StartExecution refused for now: {code}") from exc
             raise
         return response["executionArn"], True
 

@@ -22,6 +22,7 @@ from jobrelay.errors import (
     ProviderRejected,
     RequestInvalid,
     RequestWaiting,
+    TrackerThrottled,
 )
 from jobrelay.events import (
     cancel_details,
@@ -55,6 +56,7 @@ from jobrelay.ports import (
     JobLedger,
     LedgerEntry,
     OutcomePublisher,
+    RequestQueue,
     TrackerControl,
     TrackerStarter,
 )
@@ -68,6 +70,9 @@ RECONCILE_SKEW = timedelta(minutes=2)
 # How long a delivery holds its request's lease when the caller does not say (CreateJob
 # passes its invocation's remaining time): a crashed holder delays a retry by this at most.
 LEASE_SECONDS = 900.0
+# A request whose tracker Step Functions refused (throttled, or at the open-executions
+# quota) comes back after this long, as often as it takes: SQS's longest delay.
+TRACKER_RETRY_SECONDS = 900
 # Listings re-read while passing over other requests' jobs, before the record is retried.
 MAX_ADOPTION_TRIES = 5
 MAX_EVENT_PROBLEMS = 50
@@ -108,6 +113,9 @@ class JobCreator:
     connection_of: Callable[..., Connection] = lambda name, provider=None: default_connection(name)
     # Connection limits (slots, waiting, creation rate); needed once a connection has any.
     gate: Gate | None = None
+    # The job requests queue: a request whose tracker Step Functions refuses for now goes
+    # back to it with a delay (without it, the record is retried by SQS).
+    requeue: RequestQueue | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     def handle(
@@ -383,7 +391,22 @@ class JobCreator:
                 next_poll_seconds=min(self.settings.first_poll_seconds, interval, deadline),
             ),
         )
-        execution_arn, started = self.starter.start(state)
+        try:
+            execution_arn, started = self.starter.start(state)
+        except TrackerThrottled as exc:
+            if self.requeue is None:
+                raise
+            # The job is recorded; its next delivery adopts it and starts its tracker.
+            self.requeue.send(message.body, delay_seconds=TRACKER_RETRY_SECONDS)
+            self._release(request_id)
+            logger.warning(
+                "tracker refused for now; the request comes back",
+                error=exc.message,
+                delay_seconds=TRACKER_RETRY_SECONDS,
+            )
+            raise RequestWaiting(
+                exc.message, connection=connection.name, waiting_for="tracker"
+            ) from exc
         if not adopted:
             count_job("JobsCreated", request.provider)
         elif entry is not None and entry.remote_job_id is not None:

@@ -138,3 +138,14 @@ class RequestInProgress(JobRelayError):
 
     code = "REQUEST_IN_PROGRESS"
     retryable = True
+
+
+class TrackerThrottled(JobRelayError):
+    """Step Functions refused to start the request's tracker for now, through every SDK
+    retry (`ThrottlingException`, or `ExecutionLimitExceeded`: the account's open executions
+    are at their quota). The job is recorded: CreateJob sends the message back with a delay
+    rather than spend the record's receive count on it, so throttling never sends it to
+    the DLQ; its deadline still counts."""
+
+    code = "TRACKER_THROTTLED"
+    retryable = True

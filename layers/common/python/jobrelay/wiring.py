@@ -85,6 +85,11 @@ def create_job_service() -> CreateJobService:
 
     current = settings.get_settings(settings.CreateJobSettings)
     gate = _gate(current)
+    requeue = None
+    if current.jobs_queue_url:
+        from jobrelay import aws_limits
+
+        requeue = aws_limits.get_request_queue(current.jobs_queue_url)
 
     def creator_for(pool: ProviderPool) -> JobCreator:
         return JobCreator(
@@ -97,6 +102,7 @@ def create_job_service() -> CreateJobService:
             trackers=aws.get_tracker_starter(current.state_machine_arn),
             connection_of=pool.connection,
             gate=gate,
+            requeue=requeue,
         )
 
     return CreateJobService(settings=current, creator_for=creator_for)
