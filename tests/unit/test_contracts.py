@@ -162,7 +162,7 @@ def test_a_poll_lambda_refuses_through_every_retry_waits_and_polls_again(error: 
     caught = next(
         c for c in poll["Catch"] if error in c["ErrorEquals"] or "States.ALL" in c["ErrorEquals"]
     )
-    seen = []
+    seen: list[str] = []
     state = caught["Next"]
     while state != "PollJobStatus":
         assert state not in seen, f"{error} loops without polling: {seen}"
