@@ -10,7 +10,7 @@ Read inside a handler's first call (not at import) so tests can set the environm
 import os
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import Annotated, Any, Self, TypeVar, cast
+from typing import Annotated, Any, ClassVar, Self, TypeVar, cast
 
 from pydantic import (
     AnyHttpUrl,
@@ -87,6 +87,9 @@ class Settings(LazyModel):
     # request is sent back to when its turn comes.
     limits_table: str = ""
     jobs_queue_url: str = ""
+    # Whether the function reaches providers, so at least one must be configured (a flag
+    # rather than a class between: each class costs its cold start ~1 ms to make).
+    needs_providers: ClassVar[bool] = False
 
     @model_validator(mode="before")
     @classmethod
@@ -117,6 +120,15 @@ class Settings(LazyModel):
             }
         return {**data, **derived}
 
+    @model_validator(mode="after")
+    def _some_provider(self) -> Self:
+        if self.needs_providers and not self.providers:
+            from jobrelay.registry import REGISTRY
+
+            names = ", ".join(entry.base_url_env for entry in REGISTRY.values())
+            raise ValueError(f"no provider is configured: set at least one of {names}")
+        return self
+
     def hosts_allowed(self, provider: str) -> tuple[str, ...]:
         """The hosts a connection of `provider` may send its credential to."""
         from jobrelay.registry import REGISTRY
@@ -131,19 +143,10 @@ class Settings(LazyModel):
             raise ConfigurationError(f"provider {name!r} is not configured") from None
 
 
-class _NeedsProviders(Settings):
-    @model_validator(mode="after")
-    def _some_provider(self) -> Self:
-        if not self.providers:
-            from jobrelay.registry import REGISTRY
-
-            names = ", ".join(entry.base_url_env for entry in REGISTRY.values())
-            raise ValueError(f"no provider is configured: set at least one of {names}")
-        return self
-
-
-class CreateJobSettings(_NeedsProviders):
+class CreateJobSettings(Settings):
     """CreateJob publishes rejections, starts trackers, keeps DLQ copies and the job ledger."""
+
+    needs_providers = True
 
     events_topic_arn: Required
     state_machine_arn: Required
@@ -151,9 +154,11 @@ class CreateJobSettings(_NeedsProviders):
     dlq_url: Required
 
 
-class PollJobStatusSettings(_NeedsProviders):
+class PollJobStatusSettings(Settings):
     """PollJobStatus reaches providers and reads a request's cancel from the job ledger; the
     state machine passes its own ARN in the event."""
+
+    needs_providers = True
 
     idempotency_table: Required
 
@@ -165,9 +170,11 @@ class PublishOutcomeSettings(Settings):
     idempotency_table: Required
 
 
-class TrackerEndedSettings(_NeedsProviders):
+class TrackerEndedSettings(Settings):
     """TrackerEnded cancels at the provider and publishes through PublishOutcome's
     idempotency records; the state machine's ARN comes in each event."""
+
+    needs_providers = True
 
     events_topic_arn: Required
     idempotency_table: Required
