@@ -8,6 +8,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+# boto3 first, at the handler's own level: imported from inside jobrelay's nested imports,
+# a few frames deeper, CPython (3.11, 3.12) mapped and unmapped a 16 KB frame-stack chunk
+# 1,200 times as boto3's import crossed one, ~20 ms of every cold start on a VM
+# (docs/performance.md, "Cold start against the floor").
+import boto3  # noqa: F401
 from jobrelay.models import OutcomeTask
 from jobrelay.observability import capture_lambda_handler, logger
 from jobrelay.wiring import publish_outcome_service
