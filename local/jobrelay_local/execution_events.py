@@ -97,7 +97,14 @@ def stop_waits_for_start(timeout: float = 5.0) -> Iterator[None]:
     thread sets up the evaluation environment a moment later, and a StopExecution in
     between fails inside moto (`'NoneType' object has no attribute 'set_stop'`, a 500). On
     AWS a just-started execution can be stopped, so a stop waits here for that thread.
+
+    And a stopped execution stays stopped: moto's interpreter, stopped in the middle of a
+    task, skips the rest of the task's steps and then fails on what they left undone
+    (`States.Runtime`, "'dict' object has no attribute 'region'"), and its `set_error`
+    replaced the stop, so the execution ended FAILED instead of ABORTED.
     """
+    from moto.stepfunctions.parser.asl.eval.environment import Environment
+    from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped
     from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 
     stop = ExecutionWorker.stop
@@ -110,7 +117,17 @@ def stop_waits_for_start(timeout: float = 5.0) -> Iterator[None]:
             time.sleep(0.005)
         stop(worker, stop_date=stop_date, error=error, cause=cause)
 
-    with mock.patch.object(ExecutionWorker, "stop", stop_once_started):
+    set_error = Environment.set_error
+
+    def set_error_unless_stopped(env: Environment, error: Any) -> None:
+        if isinstance(env.program_state(), ProgramStopped):
+            return
+        set_error(env, error)
+
+    with (
+        mock.patch.object(ExecutionWorker, "stop", stop_once_started),
+        mock.patch.object(Environment, "set_error", set_error_unless_stopped),
+    ):
         yield
 
 

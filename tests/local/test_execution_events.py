@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import boto3
 import pytest
@@ -417,3 +417,33 @@ def test_a_stop_waits_for_an_execution_whose_interpreter_has_not_begun() -> None
         threading.Thread(target=begin).start()
         ExecutionWorker.stop(worker, stop_date=at, error="ops", cause="maintenance")
     environment.set_stop.assert_called_once_with(stop_date=at, cause="maintenance", error="ops")
+
+
+def test_a_stopped_execution_stays_stopped_when_its_task_then_fails() -> None:
+    # moto's interpreter, stopped mid-task, fails on the task's skipped steps; that failure
+    # used to replace the stop (the execution ended FAILED, not ABORTED).
+    from jobrelay_local.execution_events import stop_waits_for_start
+    from moto.stepfunctions.parser.asl.eval.environment import Environment
+    from moto.stepfunctions.parser.asl.eval.program_state import (
+        ProgramError,
+        ProgramRunning,
+        ProgramStopped,
+    )
+
+    def environment(state: Any) -> Environment:
+        env: Any = Environment.__new__(Environment)
+        env._program_state = state
+        env._state_mutex = threading.RLock()
+        env._frames = []
+        env.program_state_event = threading.Event()
+        return cast(Environment, env)
+
+    at = datetime.datetime(2026, 12, 2, tzinfo=datetime.UTC)
+    failure: Any = {"error": "States.Runtime", "cause": "'dict' object has no attribute 'region'"}
+    with stop_waits_for_start():
+        stopped = environment(ProgramStopped(stop_date=at, cause="maintenance", error="ops"))
+        Environment.set_error(stopped, failure)
+        running = environment(ProgramRunning())
+        Environment.set_error(running, failure)
+    assert isinstance(stopped.program_state(), ProgramStopped)
+    assert isinstance(running.program_state(), ProgramError)
