@@ -2,10 +2,10 @@
 
 Sections: (1) CreateJob batches, (2) cold starts and the layer's size, (3) tracking cost,
 (5) cancel to outcome, (4) local stack throughput for `--jobs` short jobs (1,000), and last
-(6) connection limits, a burst of `--limit-requests` (400; the issue's 1,000 take about 10
+(6) connection limits, a burst of `--limit-requests` (300; the issue's 1,000 take about 10
 minutes locally) on one connection capped at 20. Section 4 gets what is left of `--budget`
 (500 s) and says so when that runs out first; section 6 runs after it, on its own clock
-(about 3 minutes on 2 cores), so a whole run stays under 15 minutes. Each section runs
+(about 4 minutes on 2 cores), so a whole run stays under 15 minutes. Each section runs
 in a process of its own.
 
 `--only NAME` (repeatable) runs those sections alone and puts their figures into `--output`

@@ -40,12 +40,12 @@ from bench.common import Stopwatch, local_stack, request
 PROVIDER = "pixxel"
 CONNECTION = "bench-limits"
 CAP = 20
-# `make bench` sends 400 (about 3 minutes of the local stack on 2 cores); issue 12's 1,000
-# take about 10 (`--limit-requests 1000`), which would put a whole run over 15 minutes: the
-# cost of each waiting request grows with the number waiting (moto reads every message of
+# `make bench` sends 300 (about 4 minutes of the local stack on 2 cores; 400 took 342 s,
+# which put a whole run at 924 s); issue 12's 1,000 take about 10 (`--limit-requests 1000`):
+# the cost of each waiting request grows with the number waiting (moto reads every message of
 # the queue, the waiters' timer copies among them, for each one it hands out).
 # docs/performance.md, "Connection limits", has both.
-DEFAULT_REQUESTS = 400
+DEFAULT_REQUESTS = 300
 # Each job runs 4 s at the provider and its tracker looks once, 4 s after it starts (the
 # first wait is the shorter of FirstPollSeconds and PollIntervalSeconds). 4 s is longer than
 # the first 20 creates take (1.5 to 3 s on 2 busy cores), so those 20 are at the provider at
