@@ -10,26 +10,36 @@ like API keys; a provider's name that has no secret is remembered as absent for 
 other missing name is looked up afresh: a request naming it is refused).
 """
 
-# No `from __future__ import annotations`: pydantic takes these models' annotations as they
-# are instead of evaluating strings (a tenth of their class creation, on every cold start).
+from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable
-from typing import Annotated, Any, NamedTuple, Self
-
-from pydantic import AnyHttpUrl, Field, ValidationError, model_validator
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from jobrelay.errors import ConfigurationError, FieldProblem, RequestInvalid
-from jobrelay.models import Contract, ProviderName
 from jobrelay.secrets import SecretKey
-from jobrelay.settings import ProviderSettings, Settings
+
+if TYPE_CHECKING:
+    from pydantic import AnyHttpUrl
+
+    from jobrelay.connection_documents import ConnectionDocument as ConnectionDocument
+    from jobrelay.settings import Settings
+else:
+
+    def __getattr__(name: str) -> Any:
+        # The document model (and pydantic's URL types) is made with the first document
+        # read: a function whose connections are all its providers' defaults never makes it.
+        if name == "ConnectionDocument":
+            from jobrelay.connection_documents import ConnectionDocument
+
+            return ConnectionDocument
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # Value types here are NamedTuples, not dataclasses: making a dataclass compiles its
 # methods, about a millisecond of every cold start each.
 _LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
-Secret = Annotated[str, Field(min_length=1, max_length=8192)]
 
 
 class ConnectionUnknown(RequestInvalid):
@@ -42,65 +52,6 @@ class ConnectionUnknown(RequestInvalid):
         super().__init__(
             message, [FieldProblem(field="connection", message=message, kind="connection")]
         )
-
-
-class ConnectionDocument(Contract):
-    """A connection's secret value. One credential form: `api_key` (every provider), or for
-    providers that take them, a bearer `token` or OAuth client credentials (`client_id`,
-    `client_secret`, optionally `token_url` and `audience`)."""
-
-    provider: ProviderName
-    base_url: AnyHttpUrl
-    api_key: Secret | None = None
-    token: Secret | None = None
-    client_id: Secret | None = None
-    client_secret: Secret | None = None
-    token_url: AnyHttpUrl | None = None
-    audience: Annotated[str, Field(max_length=512)] | None = None
-    max_in_flight: Annotated[int, Field(ge=1, le=100_000, strict=True)] | None = None
-    max_creates_per_minute: Annotated[int, Field(ge=1, le=100_000, strict=True)] | None = None
-    description: Annotated[str, Field(max_length=1000)] | None = None
-
-    @model_validator(mode="after")
-    def _one_credential(self) -> Self:
-        from jobrelay.registry import REGISTRY
-
-        forms = [
-            form
-            for form, given in (
-                ("api_key", self.api_key is not None),
-                ("token", self.token is not None),
-                (
-                    "client_credentials",
-                    self.client_id is not None or self.client_secret is not None,
-                ),
-            )
-            if given
-        ]
-        if len(forms) != 1:
-            raise ValueError("give exactly one of api_key, token, or client_id and client_secret")
-        if forms[0] == "client_credentials" and not (self.client_id and self.client_secret):
-            raise ValueError("client credentials need both client_id and client_secret")
-        allowed = REGISTRY[self.provider].adapter.credential_forms
-        if forms[0] not in allowed:
-            raise ValueError(f"{self.provider} connections take {', '.join(sorted(allowed))}")
-        if (self.token_url or self.audience) and forms[0] != "client_credentials":
-            raise ValueError("token_url and audience go with client credentials")
-        return self
-
-    def credential(self) -> str:
-        """The credential as the adapter takes it: the key or token itself, or the client
-        credentials as JSON (the form a Matatika API key secret may hold)."""
-        if self.api_key is not None:
-            return self.api_key
-        if self.token is not None:
-            return self.token
-        client = {"client_id": self.client_id, "client_secret": self.client_secret}
-        if self.token_url is not None:
-            client["token_url"] = str(self.token_url)
-        if self.audience is not None:
-            client["audience"] = self.audience
-        return json.dumps(client)
 
 
 class Limits(NamedTuple):
@@ -233,6 +184,10 @@ class ConnectionDirectory:
                 with self._lock:
                     self._absent[name] = time.monotonic() + self.max_age
             return None
+        from pydantic import ValidationError
+
+        from jobrelay.connection_documents import ConnectionDocument
+
         try:
             document = ConnectionDocument.model_validate_json(raw)
         except ValidationError as exc:
@@ -268,7 +223,7 @@ class ConnectionDirectory:
         )
 
     def _default(self, provider: str) -> Connection:
-        config: ProviderSettings = self.settings.provider(provider)
+        config = self.settings.provider(provider)
         return Connection(
             name=provider,
             provider=provider,
@@ -294,6 +249,8 @@ class ConnectionKey(SecretKey):
 
 def _problems(exc: Exception) -> str:
     """What is wrong with a document, by field, never quoting a value (it may be a key)."""
+    from pydantic import ValidationError
+
     if isinstance(exc, ValidationError):
         return "; ".join(
             f"{'.'.join(str(p) for p in error['loc']) or 'document'}: {error['msg']}"

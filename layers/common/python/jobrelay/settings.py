@@ -8,16 +8,17 @@ Read inside a handler's first call (not at import) so tests can set the environm
 # No `from __future__ import annotations`: pydantic takes these models' annotations as they
 # are instead of evaluating strings (a third of their class creation, on every cold start).
 import os
+import re
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Annotated, Any, ClassVar, Self, TypeVar, cast
+from urllib.parse import urlsplit
 
 from pydantic import (
-    AnyHttpUrl,
+    AfterValidator,
     ConfigDict,
     Field,
     ValidationError,
-    field_validator,
     model_validator,
 )
 
@@ -27,6 +28,36 @@ from jobrelay.models import ROUNDS_PER_EXECUTION, LazyModel, ProviderName, empty
 _LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
 # Set for a variable the model must have: present and not empty.
 Required = Annotated[str, Field(min_length=1)]
+# A host name or address as a URL carries it (IPv6 in brackets), lower case.
+_HOST = re.compile(r"[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?|\[[0-9a-f:.]+\]")
+
+
+def _provider_base_url(value: str) -> str:
+    """A provider's base URL: scheme and host (and port) only, https unless loopback; kept
+    as `scheme://host[:port]`, lower case.
+
+    Read with `urllib.parse`, not pydantic's `AnyHttpUrl`: its module costs a cold start
+    ~10 M instructions, and only a connection document needs it.
+    """
+    try:
+        parts = urlsplit(value.strip())
+        port = parts.port
+    except ValueError:
+        raise ValueError("a provider base URL is an http(s) URL") from None
+    if "@" in parts.netloc:
+        raise ValueError("a provider base URL carries no credentials")
+    scheme = parts.scheme.lower()
+    host = parts.netloc.lower()
+    if port is not None:
+        host = host.rpartition(":")[0]
+    if scheme not in ("http", "https") or not _HOST.fullmatch(host):
+        raise ValueError("a provider base URL is an http(s) URL")
+    is_loopback = host in _LOOPBACK_HOSTS or host.startswith("127.")
+    if scheme != "https" and not is_loopback:
+        raise ValueError("provider base URLs must be https (plain http only on loopback)")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError("a provider base URL is the scheme and host only")
+    return f"{scheme}://{host}" + (f":{port}" if port is not None else "")
 
 
 class ProviderSettings(LazyModel):
@@ -34,23 +65,12 @@ class ProviderSettings(LazyModel):
 
     model_config = ConfigDict(frozen=True)
 
-    base_url: AnyHttpUrl
+    base_url: Annotated[str, AfterValidator(_provider_base_url)]
     api_key_secret_arn: str = ""
-
-    @field_validator("base_url")
-    @classmethod
-    def _https_unless_loopback(cls, value: AnyHttpUrl) -> AnyHttpUrl:
-        host = (value.host or "").lower()
-        is_loopback = host in _LOOPBACK_HOSTS or host.startswith("127.")
-        if value.scheme != "https" and not is_loopback:
-            raise ValueError("provider base URLs must be https (plain http only on loopback)")
-        if value.path not in (None, "", "/") or value.query or value.fragment:
-            raise ValueError("a provider base URL is the scheme and host only")
-        return value
 
     @property
     def root(self) -> str:
-        return str(self.base_url).rstrip("/")
+        return self.base_url
 
 
 class Settings(LazyModel):
