@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+# boto3 first, at the handler's own level (see functions/poll_job_status/app.py).
+import boto3  # noqa: F401
 from jobrelay.observability import capture_lambda_handler, logger
 from jobrelay.wiring import create_job_service
 

@@ -590,3 +590,26 @@ def test_a_concurrent_duplicate_is_retried_and_never_creates(make_provider):
     ledger.release("r-d")
     assert creator.handle(QueueMessage.from_record("m-2", json.dumps(body))).outcome == "created"
     assert [r.method for r in recorder.requests].count("POST") == 1
+
+
+def test_deliveries_after_the_outcome_do_nothing_and_hold_nothing(make_provider):
+    # Given a request that has its outcome
+    provider, recorder = make_provider(
+        "pixxel", lambda request: json_response(200, pixxel_job("job-1", datetime.now(UTC)))
+    )
+    creator, starter = creator_for(provider)
+    body = {
+        "request_id": "r-o",
+        "provider": "pixxel",
+        "params": {"workflow_id": "wf-1", "project_id": "p"},
+    }
+    creator.handle(QueueMessage.from_record("m-1", json.dumps(body)))
+    creator.ledger.record_outcome("r-o", event_type="jobrelay.job.succeeded", event_id="e-1")
+    # When its message comes twice more, one after the other
+    results = [
+        creator.handle(QueueMessage.from_record(m, json.dumps(body))) for m in ("m-2", "m-3")
+    ]
+    # Then both find the outcome (neither is refused a lease), and nothing is made again
+    assert [r.event_id for r in results] == ["e-1", "e-1"]
+    assert [r.method for r in recorder.requests].count("POST") == 1
+    assert len(starter.started) == 1

@@ -210,6 +210,9 @@ class JobCreator:
         if outcome == "timed_out" and entry.remote_job_id is not None:
             outcome = None  # timed out while tracked: it was created
         logger.info("request already has its outcome", outcome=entry.outcome_type)
+        # Nothing is written for it, so its lease is given up here: a third delivery of it
+        # would otherwise be refused until the lease ran out, and then again, to the DLQ.
+        self._release(request_id)
         return CreateResult(
             outcome=outcome or "created",
             request_id=request_id,
