@@ -86,6 +86,8 @@ def jobrelay_up(env: dict[str, str]) -> Iterator[int]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        # Ctrl-C reaches it even where this run's SIGINT is ignored (see test_steering).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 60

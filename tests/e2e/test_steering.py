@@ -107,6 +107,10 @@ def test_status_and_jobs_follow_a_long_job_that_cancel_then_ends(emulators, stac
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # Ctrl-C reaches it even when this run's SIGINT is ignored (a test run started in
+        # the background of a shell without job control): Python installs its handler only
+        # where SIGINT is not ignored at start.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     time.sleep(4)
     watch.send_signal(signal.SIGINT)
