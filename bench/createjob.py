@@ -46,6 +46,7 @@ LATENCY_SECONDS = 0.2
 BATCHES = (10, 100)
 REPEATS = {10: 5, 100: 1}  # batches of each size, median taken
 PROFILED_BATCH = 10
+FLOOR_BATCH = 10  # the batch size measured beside its dependency floor
 RESULT = "BENCH-CREATEJOB "
 
 # The warm function: pin itself, count AWS calls, import the handler once, then handle one
@@ -172,6 +173,94 @@ for line in sys.stdin:
         out["profile"] = rows
     results.write("BENCH-CREATEJOB " + json.dumps(out) + "\n")
     results.flush()
+"""
+
+
+# The per-record dependency floor: a handler that does for each record only what the design
+# fixes and what any CreateJob that keeps its guarantees must do, with nothing of jobrelay:
+# the body parsed into one pydantic model, the same three AWS calls the function makes on
+# its happy path (the request's lease, the job and its claim in one transaction, the
+# tracker's start: the same operations, expressions and item shapes, one client per
+# service), one provider call with httpx (the same body, to the same emulator, which
+# answers after the same latency) and one Powertools log line; the records concurrently on
+# a worker thread each, as the function runs them. Run in a process like the function's, on
+# its CPU, against the same stand-in, so the difference is jobrelay's own work.
+FLOOR_HANDLER = """
+import hashlib, json, os, time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+import boto3
+import httpx
+from aws_lambda_powertools.logging import Logger
+from pydantic import BaseModel
+
+logger = Logger(service="floor")
+TABLE = os.environ["IDEMPOTENCY_TABLE"]
+STATE_MACHINE = os.environ["STATE_MACHINE_ARN"]
+dynamodb = boto3.client("dynamodb")
+stepfunctions = boto3.client("stepfunctions")
+http = httpx.Client(timeout=30)
+
+
+class FloorRequest(BaseModel):
+    request_id: str
+    provider: str
+    params: dict
+
+
+def one(record):
+    request = FloorRequest.model_validate_json(record["body"])
+    at = datetime.now(UTC)
+    now = int(at.timestamp())
+    key = {"id": {"S": "ledger#" + request.request_id}}
+    dynamodb.update_item(
+        TableName=TABLE,
+        Key=key,
+        UpdateExpression="SET #lease = :until, #exp = :exp, #at = if_not_exists(#at, :at)",
+        ConditionExpression="attribute_not_exists(#lease) OR #lease < :now",
+        ExpressionAttributeNames={"#lease": "lease_until", "#exp": "expiration",
+                                  "#at": "create_attempted_at"},
+        ExpressionAttributeValues={":until": {"N": str(now + 60)}, ":now": {"N": str(now)},
+                                   ":exp": {"N": str(now + 86400)}, ":at": {"S": at.isoformat()}},
+        ReturnValues="ALL_OLD",
+    )
+    base = os.environ[request.provider.upper() + "_BASE_URL"].rstrip("/")
+    http.post(base + "/dependency-floor", json=request.params)
+    job = "floor-" + request.request_id
+    expiration = str(now + 86400)
+    dynamodb.transact_write_items(TransactItems=[
+        {"Put": {"TableName": TABLE,
+                 "Item": {"id": {"S": "claim#" + request.provider + "#" + job},
+                          "request_id": {"S": request.request_id},
+                          "expiration": {"N": expiration}},
+                 "ConditionExpression": "attribute_not_exists(id) OR request_id = :request",
+                 "ExpressionAttributeValues": {":request": {"S": request.request_id}},
+                 "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}},
+        {"Update": {"TableName": TABLE, "Key": key,
+                    "UpdateExpression": "SET #job = :job, #loc = :loc, #now = :now, "
+                                        "#exp = :exp REMOVE waiting_for, lease_until",
+                    "ExpressionAttributeNames": {"#job": "remote_job_id", "#loc": "locator",
+                                                 "#now": "created_at", "#exp": "expiration"},
+                    "ExpressionAttributeValues": {
+                        ":job": {"S": job}, ":loc": {"S": json.dumps({"job": job})},
+                        ":now": {"S": datetime.now(UTC).isoformat()},
+                        ":exp": {"N": expiration}}}},
+    ])
+    name = "floor-" + hashlib.sha256(request.request_id.encode()).hexdigest()[:24]
+    state = {"job": {"request_id": request.request_id, "provider": request.provider,
+                     "remote_job_id": job, "params": request.params},
+             "poll": {"attempt": 0, "wait_seconds": 3600}}
+    stepfunctions.start_execution(stateMachineArn=STATE_MACHINE, name=name,
+                                  input=json.dumps(state))
+    logger.info("floor record handled", request_id=request.request_id)
+
+
+def lambda_handler(event, context):
+    records = event["Records"]
+    with ThreadPoolExecutor(max(1, len(records))) as pool:
+        list(pool.map(one, records))
+    return {"batchItemFailures": []}
 """
 
 
@@ -531,6 +620,33 @@ def profile_breakdown(
     }
 
 
+def floor_figures(singles: list[Any], runs: list[Any], size: int) -> dict[str, Any]:
+    """The dependency floor's batch against its slowest single call, and its CPU per record
+    (the same figures as the function's, from runs interleaved with the function's)."""
+    single_seconds = [one.call.seconds for one in singles]
+    batch = statistics.median(run.call.seconds for run in runs)
+    cpu = statistics.median(run.call.cpu_seconds for run in runs) / size
+    return {
+        "what": "per record: one pydantic model, the function's 3 AWS calls (same operations "
+        "and item shapes), 1 httpx call to the same emulator, 1 log line; records on threads",
+        "batch_seconds": batch,
+        "batch_runs_seconds": [run.call.seconds for run in runs],
+        "slowest_single_seconds": max(single_seconds),
+        "median_single_seconds": statistics.median(single_seconds),
+        "batch_to_slowest_single": batch / max(single_seconds),
+        "cpu_seconds_per_record": cpu,
+        "cpu_runs_seconds_per_record": [run.call.cpu_seconds / size for run in runs],
+        "aws_stand_in_cpu_seconds_per_record": (
+            statistics.median(run.spent["aws"] or 0.0 for run in runs) / size
+        ),
+        "aws_calls_per_record": calls_per_record(
+            (run.call.aws_calls for run in runs), size * len(runs)
+        ),
+        "cpu_in_calls": cpu_in_calls([run.call for run in runs], size * len(runs), cpu),
+        "timeline": median_timeline(run.timeline for run in runs),
+    }
+
+
 def cpu_busy(cpu: int) -> float | None:
     """Seconds CPU `cpu` has been busy (Linux `/proc/stat`; None elsewhere)."""
     try:
@@ -630,6 +746,11 @@ def _measure(
         function = WarmFunction(
             str(spec.code_dir / "app.py"), spec.function_name, placement.function
         )
+        floor_dir = Path(tempfile.mkdtemp(prefix="jobrelay-bench-floor-"))
+        (floor_dir / "app.py").write_text(FLOOR_HANDLER)
+        floor_function = WarmFunction(
+            str(floor_dir / "app.py"), spec.function_name + "-floor", placement.function
+        )
         pids = {"function": function.process.pid, "aws": aws_pid, "providers": os.getpid()}
         others = ("aws", "providers")
 
@@ -654,10 +775,13 @@ def _measure(
             foreign_share: float | None  # others' work on the function's CPU, of wall time
             timeline: dict[str, float] | None
 
-        def invoke(bodies: list[dict[str, Any]], *, profile: bool = False) -> Measured:
+        def invoke(
+            bodies: list[dict[str, Any]], *, profile: bool = False, floor: bool = False
+        ) -> Measured:
             before, moment = cpu(), time.monotonic()
             busy = cpu_busy(function_cpu) if function_cpu is not None else None
-            call = function.invoke(_event(source, bodies), profile=profile)
+            handler = floor_function if floor else function
+            call = handler.invoke(_event(source, bodies), profile=profile)
             after = cpu()
             busy_after = cpu_busy(function_cpu) if function_cpu is not None else None
             wall = time.monotonic() - moment
@@ -688,6 +812,7 @@ def _measure(
         try:
             # Warm: imports, secrets, AWS clients (a warm Lambda is what a batch meets mostly).
             function.invoke(_event(source, mixed_requests("warm", 3)))
+            floor_function.invoke(_event(source, mixed_requests("floor-warm", 3)))
             placement.record(pids)
             results: dict[str, Any] = {
                 "latency_seconds": LATENCY_SECONDS,
@@ -697,11 +822,19 @@ def _measure(
                 "batches": [],
             }
             for size in BATCHES:
-                singles = [invoke([body]) for body in mixed_requests(f"one{size}", size)]
-                runs = [
-                    invoke(mixed_requests(f"batch{size}-{repeat}", size))
-                    for repeat in range(REPEATS[size])
-                ]
+                with_floor = size == FLOOR_BATCH
+                singles, floor_singles = [], []
+                for i, body in enumerate(mixed_requests(f"one{size}", size)):
+                    singles.append(invoke([body]))
+                    if with_floor:
+                        floor_body = {**body, "request_id": f"floor-one{size}-{i}"}
+                        floor_singles.append(invoke([floor_body], floor=True))
+                runs, floor_runs = [], []
+                for repeat in range(REPEATS[size]):
+                    runs.append(invoke(mixed_requests(f"batch{size}-{repeat}", size)))
+                    if with_floor:
+                        bodies = mixed_requests(f"floor-batch{size}-{repeat}", size)
+                        floor_runs.append(invoke(bodies, floor=True))
                 single_seconds = [one.call.seconds for one in singles]
                 batch = statistics.median(run.call.seconds for run in runs)
                 per_record: dict[str, float | None] = {
@@ -772,6 +905,10 @@ def _measure(
                         ),
                     }
                 )
+                if with_floor:
+                    results["batches"][-1]["dependency_floor"] = floor_figures(
+                        floor_singles, floor_runs, size
+                    )
                 if size == PROFILED_BATCH:
                     profiled = invoke(
                         mixed_requests(f"profile{size}", size), profile=True
@@ -785,3 +922,5 @@ def _measure(
             return results
         finally:
             function.close()
+            floor_function.close()
+            shutil.rmtree(floor_dir, ignore_errors=True)
