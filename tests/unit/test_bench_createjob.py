@@ -174,3 +174,36 @@ def test_timeline_of_a_batch_around_its_provider_calls() -> None:
     assert round(line["slowest_provider_answer"], 3) == 0.22
     assert round(line["after_last_answer"], 3) == 0.18
     assert timeline([], started=0.0, ended=1.0) is None
+
+
+def test_the_dependency_floor_goes_beside_the_cpu_and_batch_targets_without_deciding_them() -> None:
+    batch = _batch(10, 3.0)
+    batch["dependency_floor"] = {
+        "cpu_seconds_per_record": 0.011,
+        "batch_to_slowest_single": 1.5,
+        "aws_stand_in_cpu_seconds_per_record": 0.025,
+        "cpu_in_calls": {
+            "aws_ms_per_record": 8.6,
+            "provider_ms_per_record": 1.4,
+            "rest_ms_per_record": 1.0,
+        },
+    }
+    batch["cpu_in_calls"] = {
+        "aws_ms_per_record": 6.0,
+        "aws_ms_per_call": 2.0,
+        "provider_ms_per_record": 1.0,
+        "rest_ms_per_record": 1.0,
+    }
+    results: dict[str, Any] = {"createjob": {"cores": 2, "batches": [batch]}}
+    found = {t["name"]: t for t in targets(results)}
+    cpu = found["CreateJob: the function's own CPU per record"]
+    # The function's figure decides `met`; the floor says whether the target is reachable.
+    assert (cpu["floor_ms"], cpu["to_floor"], cpu["floor_within_target"]) == (11.0, 0.727, False)
+    assert cpu["met"] is True
+    batch10 = found["CreateJob batch of 10 at 200 ms latency vs its slowest single call"]
+    assert (batch10["floor_ratio"], batch10["floor_within_target"]) == (1.5, False)
+    results["targets"] = list(found.values())
+    rows = createjob_rows(results)
+    floor_row = next(row for row in rows if "dependency floor" in row[0])
+    assert "11.0 ms CPU per record" in floor_row[1]
+    assert "0.73x the floor's CPU" in floor_row[3]
