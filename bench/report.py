@@ -50,10 +50,22 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                     **beside,
                 )
             )
-        beside = {}
+        # The slowest of ten single calls is one sample: beside it, against their median.
+        beside = (
+            {
+                "to_median_single": round(
+                    batch10["batch_seconds"] / batch10["median_single_seconds"], 3
+                )
+            }
+            if batch10.get("median_single_seconds")
+            else {}
+        )
         if floor is not None:
-            beside = {
+            beside |= {
                 "floor_ratio": round(floor["batch_to_slowest_single"], 3),
+                "floor_to_median_single": round(
+                    floor["batch_seconds"] / floor["median_single_seconds"], 3
+                ),
                 "floor_within_target": floor["batch_to_slowest_single"] <= BATCH_TARGET,
             }
         found.append(

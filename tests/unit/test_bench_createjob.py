@@ -181,6 +181,8 @@ def test_the_dependency_floor_goes_beside_the_cpu_and_batch_targets_without_deci
     batch["dependency_floor"] = {
         "cpu_seconds_per_record": 0.011,
         "batch_to_slowest_single": 1.5,
+        "batch_seconds": 0.45,
+        "median_single_seconds": 0.25,
         "aws_stand_in_cpu_seconds_per_record": 0.025,
         "cpu_in_calls": {
             "aws_ms_per_record": 8.6,
@@ -202,6 +204,7 @@ def test_the_dependency_floor_goes_beside_the_cpu_and_batch_targets_without_deci
     assert cpu["met"] is True
     batch10 = found["CreateJob batch of 10 at 200 ms latency vs its slowest single call"]
     assert (batch10["floor_ratio"], batch10["floor_within_target"]) == (1.5, False)
+    assert batch10["floor_to_median_single"] == 1.8
     results["targets"] = list(found.values())
     rows = createjob_rows(results)
     floor_row = next(row for row in rows if "dependency floor" in row[0])
