@@ -11,6 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 # boto3 first, at the handler's own level (see functions/poll_job_status/app.py).
 import boto3  # noqa: F401
+
+# Powertools' batch utility before anything imports pydantic: its types module, imported
+# with pydantic already loaded, imports the parser's event models for its type hints
+# (`aws_lambda_powertools.utilities.batch.types`: 114 M instructions of the cold start);
+# records come as the `SQSRecord` data class here and never need them.
+import aws_lambda_powertools.utilities.batch  # noqa: F401  # isort: skip
 from jobrelay.observability import capture_lambda_handler, logger
 from jobrelay.wiring import create_job_service
 

@@ -50,10 +50,14 @@ print(json.dumps({"modules": sorted(sys.modules), "decorators": depth}))
 """
 
 
-def _import_handler(name: str, **environ: str) -> dict[str, Any]:
+def _import_handler(name: str, *then: str, **environ: str) -> dict[str, Any]:
+    """What importing the handler (then the modules `then`, as its first event would) loads."""
     env = {**os.environ, **environ}
+    probe = PROBE.replace(
+        "depth, handler = 0", "".join(f"import {m}\n" for m in then) + "depth, handler = 0"
+    )
     result = subprocess.run(  # noqa: S603 - our interpreter, our probe
-        [sys.executable, "-c", PROBE, str(HANDLERS[name])],
+        [sys.executable, "-c", probe, str(HANDLERS[name])],
         capture_output=True,
         text=True,
         env=env,
@@ -74,6 +78,15 @@ def test_handlers_import_no_tracing_sdk_and_no_parser_when_tracing_is_off(handle
     loaded = _import_handler(handler, POWERTOOLS_TRACE_DISABLED="true")["modules"]
     for heavy in NEVER_AT_IMPORT:
         assert not _loaded(loaded, heavy), f"{handler} imports {heavy}"
+
+
+def test_create_job_batch_processing_loads_no_parser_models() -> None:
+    # Powertools' batch types import the parser's event models when pydantic is loaded
+    # before them; CreateJob imports the batch utility first, so its first event (which
+    # imports jobrelay.intake) does not.
+    loaded = _import_handler("create_job", "jobrelay.intake", POWERTOOLS_TRACE_DISABLED="true")
+    assert _loaded(loaded["modules"], "aws_lambda_powertools.utilities.batch")
+    assert not _loaded(loaded["modules"], "aws_lambda_powertools.utilities.parser")
 
 
 def test_poll_job_status_imports_nothing_of_creation_idempotency_or_outcome() -> None:

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from jobrelay import registry
 from jobrelay.errors import FieldProblem, RequestInvalid
 from jobrelay.models import METADATA_ADAPTER, REQUEST_ID_ADAPTER, CancelRequest, LazyModel
-from jobrelay.registry import JOB_REQUEST_ADAPTER, PROVIDER_NAMES, JobRequest
+from jobrelay.registry import PROVIDER_NAMES, REGISTRY, request_model
+
+if TYPE_CHECKING:
+    from jobrelay.registry import JobRequest
 
 
 class QueueMessage(LazyModel):
@@ -81,13 +85,22 @@ def parse_message(body: str) -> JobRequest | CancelRequest:
             "invalid request: action: expected 'create' or 'cancel'",
             [FieldProblem(field="action", message="expected 'create' or 'cancel'", kind="enum")],
         )
+    # A create naming a known provider is validated by that provider's model alone, which is
+    # the model the union's discriminator would pick: the other providers' models are never
+    # made. Any other create goes through the union, for its errors.
+    provider = raw.get("provider")
+    own = isinstance(provider, str) and provider in REGISTRY and action != "cancel"
     try:
         if action == "cancel":
             return CancelRequest.model_validate(raw)
-        return JOB_REQUEST_ADAPTER.validate_python(raw)
+        if own:
+            return request_model(str(provider)).model_validate(raw)
+        return registry.JOB_REQUEST_ADAPTER.validate_python(raw)
     except ValidationError as exc:
         problems = [
-            FieldProblem(field=_field_name(error), message=error["msg"], kind=error["type"])
+            FieldProblem(
+                field=_field_name(error, tagged=not own), message=error["msg"], kind=error["type"]
+            )
             for error in exc.errors(include_url=False, include_input=False)
         ]
         summary = "; ".join(f"{p.field}: {p.message}" for p in problems[:5])
@@ -98,13 +111,14 @@ def parse_message(body: str) -> JobRequest | CancelRequest:
 _UNION_MEMBER_TAGS = frozenset({"str", "int", "float", "bool", "none", "[key]"})
 
 
-def _field_name(error: ErrorDetails) -> str:
+def _field_name(error: ErrorDetails, *, tagged: bool) -> str:
     """The offending field as a dotted path, without the union and validator tags pydantic
-    puts in locations (`metadata.team.str` is reported as `metadata.team`)."""
+    puts in locations (`metadata.team.str` is reported as `metadata.team`); `tagged`: the
+    error is the request union's, its location led by the provider's tag."""
     if error["type"].startswith("union_tag"):
         return "provider"
     loc = [str(part) for part in error["loc"]]
-    if loc and loc[0] in PROVIDER_NAMES:
+    if tagged and loc and loc[0] in PROVIDER_NAMES:
         loc = loc[1:]
     loc = [part for part in loc if part not in _UNION_MEMBER_TAGS and "[" not in part]
     return ".".join(loc) or "body"

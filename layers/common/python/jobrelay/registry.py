@@ -98,7 +98,7 @@ class ProviderEntry:
     @property
     def request_model(self) -> type[RequestBase]:
         """The request naming this provider: `provider` is its name, `params` its model."""
-        return _requests().models[self.name]
+        return request_model(self.name)
 
 
 REGISTRY: dict[str, ProviderEntry] = {name: ProviderEntry(name, path) for name, path in ADAPTERS}
@@ -106,37 +106,52 @@ PROVIDER_NAMES: tuple[str, ...] = tuple(REGISTRY)
 
 
 class _Requests(NamedTuple):
-    models: dict[str, type[RequestBase]]
     union: Any
     job_request: TypeAdapter[RequestBase]
     queue_message: TypeAdapter[Any]
 
 
-_requests_lock = threading.Lock()
+_requests_lock = threading.RLock()
+
+
+@cache
+def _build_request_model(name: str) -> type[RequestBase]:
+    from pydantic import create_model
+
+    from jobrelay.models import RequestBase
+
+    entry = REGISTRY[name]
+    model: type[RequestBase] = create_model(
+        f"{name.capitalize()}JobRequest",
+        __base__=RequestBase,
+        __doc__=f"A request for a {entry.adapter.title} job.",
+        provider=(Literal[name], ...),
+        params=(entry.params_model, ...),
+    )
+    return model
+
+
+def request_model(name: str) -> type[RequestBase]:
+    """The request naming provider `name`, made on first use: a request is parsed with its
+    own provider's model, so CreateJob never imports the other adapters nor builds their
+    validators (cold start)."""
+    # CreateJob's worker threads may ask at once: each model is made once.
+    with _requests_lock:
+        return _build_request_model(name)
 
 
 @cache
 def _build_requests() -> _Requests:
-    from pydantic import Field, TypeAdapter, create_model
+    from pydantic import Field, TypeAdapter
 
-    from jobrelay.models import LAZY, CancelRequest, RequestBase
+    from jobrelay.models import LAZY, CancelRequest
 
-    models: dict[str, type[RequestBase]] = {
-        entry.name: create_model(
-            f"{entry.name.capitalize()}JobRequest",
-            __base__=RequestBase,
-            __doc__=f"A request for a {entry.adapter.title} job.",
-            provider=(Literal[entry.name], ...),
-            params=(entry.params_model, ...),
-        )
-        for entry in REGISTRY.values()
-    }
+    models = [request_model(name) for name in REGISTRY]
     union: Any = Annotated[
-        Union[tuple(models.values())],  # noqa: UP007 - a union built at run time
+        Union[tuple(models)],  # noqa: UP007 - a union built at run time
         Field(discriminator="provider"),
     ]
     return _Requests(
-        models=models,
         union=union,
         job_request=TypeAdapter(union, config=LAZY),
         # What the queue takes: a create of any provider, or a cancel (the JSON Schema of
