@@ -18,12 +18,19 @@ def atomic_dynamodb_writes() -> Iterator[None]:
     threads can both pass `attribute_not_exists(id)`. Idempotency (ours and Powertools')
     relies on exactly that check, so the local stack serializes writes per backend.
 
+    Each DynamoDB request is also answered whole under that lock: moto updates an item in
+    place and serializes its answers outside the backend, so a read (or a write's own
+    answer) could iterate an item's map while another thread changed it ("dictionary
+    changed size during iteration": the connection limits' slots item, whose `held` map
+    gains and loses holders, under a burst). DynamoDB never shows half an update.
+
     A transaction also backs up only the items it writes, not (as moto does) a deep copy of
     every table it touches: that copy costs each write time in the number of items held (the
     job ledger's table holds several per request), and raced concurrent reads.
     """
     from moto.dynamodb import models
     from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.responses import DynamoHandler
 
     lock = threading.RLock()
     originals = {
@@ -51,14 +58,17 @@ def atomic_dynamodb_writes() -> Iterator[None]:
                 raise
 
     real_copy = getattr(models, "copy")  # noqa: B009 - not exported
+    call_action = DynamoHandler.call_action
     for name, original in originals.items():
         setattr(DynamoDBBackend, name, locked(original))
+    setattr(DynamoHandler, "call_action", locked(call_action))  # noqa: B010
     setattr(DynamoDBBackend, "transact_write_items", transact_write_items)  # noqa: B010
     setattr(models, "copy", _TablesNotCopied(real_copy))  # noqa: B010
     try:
         yield
     finally:
         setattr(models, "copy", real_copy)  # noqa: B010
+        setattr(DynamoHandler, "call_action", call_action)  # noqa: B010
         for name, original in originals.items():
             setattr(DynamoDBBackend, name, original)
 
