@@ -317,8 +317,12 @@ def test_unreadable_listing_is_raised_never_taken_for_no_job(make_provider, name
 
 
 # ------------------------------------------------------------------ through JobCreator
-def creator_for(provider: Provider) -> tuple[JobCreator, MemoryStarter]:
-    starter = MemoryStarter()
+def creator_for(
+    provider: Provider, *, starter: MemoryStarter | None = None, requeue: Any = None
+) -> tuple[JobCreator, MemoryStarter]:
+    """A JobCreator on in-memory ports and this provider (`starter` and `requeue` where a
+    test needs its own)."""
+    starter = starter or MemoryStarter()
     creator = JobCreator(
         settings=Settings(),
         provider_for=lambda name: provider,
@@ -327,6 +331,7 @@ def creator_for(provider: Provider) -> tuple[JobCreator, MemoryStarter]:
         dead_letters=MemoryDeadLetters(),
         ledger=MemoryLedger(),
         trackers=starter,
+        requeue=requeue,
     )
     return creator, starter
 
@@ -535,17 +540,8 @@ def test_a_throttled_tracker_start_sends_the_request_back_and_its_job_is_adopted
     provider, recorder = make_provider(
         "pixxel", lambda request: json_response(200, pixxel_job("job-1", datetime.now(UTC)))
     )
-    starter, queue, ledger = ThrottledOnce(), SentBack(), MemoryLedger()
-    creator = JobCreator(
-        settings=Settings(),
-        provider_for=lambda name: provider,
-        publisher=MemoryPublisher(),
-        starter=starter,
-        dead_letters=MemoryDeadLetters(),
-        ledger=ledger,
-        trackers=starter,
-        requeue=queue,
-    )
+    queue = SentBack()
+    creator, starter = creator_for(provider, starter=ThrottledOnce(), requeue=queue)
     body = {
         "request_id": "r-t",
         "provider": "pixxel",
