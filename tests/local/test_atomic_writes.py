@@ -14,6 +14,8 @@ import pytest
 from jobrelay_local.atomic_writes import atomic_dynamodb_writes
 from moto import mock_aws
 
+from tests.tables import create_limits_table
+
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
@@ -24,18 +26,7 @@ KEY = {"pk": {"S": "connection"}, "sk": {"S": "slots"}}
 def slots_table() -> Iterator[DynamoDBClient]:
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(
-            TableName="limits",
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_limits_table(client)
         client.put_item(TableName="limits", Item={**KEY, "held": {"M": {}}})
         with atomic_dynamodb_writes():
             yield client

@@ -28,6 +28,8 @@ from moto import mock_aws
 from rich.console import Console
 from typer.testing import CliRunner
 
+from tests.tables import create_limits_table
+
 REGION = "eu-west-1"
 PREFIX = "jobrelay/connections/"
 KEY = "pixxel-key-never-shown"
@@ -97,18 +99,7 @@ def stack() -> Iterator[MotoStack]:
             AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST",
         )
-        dynamodb.create_table(
-            TableName="limits",
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_limits_table(dynamodb)
         sfn = session.client("stepfunctions")
         machine = sfn.create_state_machine(
             name="JobTracker",

@@ -19,6 +19,7 @@ from jobrelay.secrets import StaticKey
 from moto import mock_aws
 
 from tests.fakes import MemoryLedger
+from tests.tables import create_limits_table
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 LATER = NOW + timedelta(hours=1)
@@ -46,18 +47,7 @@ def slots(monkeypatch: pytest.MonkeyPatch) -> Iterator[DynamoConnectionSlots]:
         monkeypatch.setenv(name, value)
     with mock_aws():
         client = boto3.client("dynamodb")
-        client.create_table(
-            TableName="limits",
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_limits_table(client)
         yield DynamoConnectionSlots("limits", client)
 
 
