@@ -8,7 +8,6 @@ test can assert on what a user would see. mypy checks them against the protocols
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from datetime import UTC, datetime
 
 from jobrelay.errors import JobClaimed, RequestInProgress
@@ -39,7 +38,7 @@ class MemoryLedger:
         cancel = self.cancels.get(request_id)
         if entry is None and cancel is None:
             return None
-        return replace(entry or LedgerEntry(request_id, None, {}, None, None), cancel=cancel)
+        return (entry or LedgerEntry(request_id, None, {}, None, None))._replace(cancel=cancel)
 
     def begin(
         self, request_id: str, at: datetime, *, lease_seconds: float, attempt: bool
@@ -64,7 +63,7 @@ class MemoryLedger:
 
     def record_outcome(self, request_id: str, *, event_type: str, event_id: str) -> None:
         entry = self.entries.get(request_id) or LedgerEntry(request_id, None, {}, None, None)
-        self.entries[request_id] = replace(entry, outcome_type=event_type, outcome_id=event_id)
+        self.entries[request_id] = entry._replace(outcome_type=event_type, outcome_id=event_id)
         self.release(request_id)
 
     def get(self, request_id: str) -> LedgerEntry | None:
@@ -75,8 +74,8 @@ class MemoryLedger:
     ) -> datetime:
         entry = self.entries.get(request_id) or LedgerEntry(request_id, None, {}, None, None)
         arrived = entry.arrived_at or at
-        self.entries[request_id] = replace(
-            entry, arrived_at=arrived, waiting_for=waiting_for, connection=connection
+        self.entries[request_id] = entry._replace(
+            arrived_at=arrived, waiting_for=waiting_for, connection=connection
         )
         self.release(request_id)
         return arrived
@@ -87,7 +86,7 @@ class MemoryLedger:
         if entry is None:
             self.entries[request_id] = LedgerEntry(request_id, None, {}, at, None)
         elif entry.create_attempted_at is None:
-            self.entries[request_id] = replace(entry, create_attempted_at=at)
+            self.entries[request_id] = entry._replace(create_attempted_at=at)
         return previous
 
     def record_created(
@@ -97,8 +96,7 @@ class MemoryLedger:
         if owner != request_id:
             raise JobClaimed(f"{provider} job {remote_job_id} belongs to {owner}", owner=owner)
         entry = self.entries.get(request_id) or LedgerEntry(request_id, None, {}, None, None)
-        self.entries[request_id] = replace(
-            entry,
+        self.entries[request_id] = entry._replace(
             remote_job_id=remote_job_id,
             locator=locator,
             created_at=datetime.now(UTC),
