@@ -37,6 +37,7 @@ from jobrelay_local.deployment import DeployedStack
 from jobrelay_local.event_sink import EventSink
 from jobrelay_local.event_source import SqsEventSource
 from jobrelay_local.execution_events import ExecutionEvents
+from jobrelay_local.execution_stop import executions_end_with_the_stack
 from jobrelay_local.handlers import apply_environment, load_handler
 from jobrelay_local.lambdas import Handler, route_lambda_invokes
 from jobrelay_local.log_files import function_logs_to, logs_to_files, stdout_to
@@ -198,6 +199,11 @@ class LocalStack:
             spec.function_name: load_handler(spec) for spec in stack.functions.values()
         }
         self._exit.enter_context(route_lambda_invokes(self.handlers))
+        if self.aws_endpoint is None:
+            # At stop, after the queue's poller (no CreateJob starts one any more) and before
+            # the handlers' routes, moto and the emulators go: every execution still running
+            # is stopped and its thread waited for, so none acts after the stack stopped.
+            self._exit.enter_context(executions_end_with_the_stack(stack.state_machines.values()))
         self.sink = EventSink(stack.topic_arn)
         create = stack.function("CreateJobFunction")
         trigger = create.sqs_trigger
