@@ -3,12 +3,15 @@ leaves out, and read back each function's configuration, SQS trigger and EventBr
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, cast
+from unittest import mock
 
 import boto3
 from jobrelay_cli.template import DEFAULT_TEMPLATE, load_template
@@ -90,23 +93,19 @@ def deploy(
     sam_template = copy.deepcopy(template)
     code_dirs = package(sam_template, template_path.parent, s3, artifact_bucket)
 
-    from samtranslator.translator.transform import transform
-
-    cfn_template = cast(
-        dict[str, Any],
-        transform(sam_template, dict(effective), _FixedManagedPolicyLoader()),
-    )
+    cfn_template = _translated(sam_template, effective, region)
 
     cloudformation = boto3.client("cloudformation", region_name=region)
-    created = cloudformation.create_stack(
-        StackName=stack_name,
-        TemplateBody=json.dumps(cfn_template),
-        Parameters=[
-            {"ParameterKey": key, "ParameterValue": value}
-            for key, value in sorted((parameters or {}).items())
-        ],
-        Capabilities=["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"],
-    )
+    with _json_templates_parsed_as_json():
+        created = cloudformation.create_stack(
+            StackName=stack_name,
+            TemplateBody=json.dumps(cfn_template),
+            Parameters=[
+                {"ParameterKey": key, "ParameterValue": value}
+                for key, value in sorted((parameters or {}).items())
+            ],
+            Capabilities=["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"],
+        )
     stack_id = created["StackId"]
     described = cloudformation.describe_stacks(StackName=stack_id)["Stacks"][0]
     if described["StackStatus"] != "CREATE_COMPLETE":
@@ -151,6 +150,56 @@ def deploy(
         state_machines=state_machines,
         template=template,
     )
+
+
+# samtranslator's output (as JSON text) for each packaged template, parameters and region: a
+# test run deploys the same template with the same few parameter sets dozens of times.
+_translations: dict[str, str] = {}
+_translations_lock = threading.Lock()
+
+
+def _translated(
+    sam_template: Mapping[str, Any], parameters: Mapping[str, str], region: str
+) -> dict[str, Any]:
+    """The SAM template as plain CloudFormation (a new copy each call: callers change it).
+
+    The packaged template names its code by content hash, so the same key means the same
+    input to samtranslator, which reads nothing else but the region.
+    """
+    key = json.dumps([sam_template, parameters, region], sort_keys=True)
+    with _translations_lock:
+        text = _translations.get(key)
+    if text is None:
+        from samtranslator.translator.transform import transform
+
+        translated = transform(
+            copy.deepcopy(sam_template), dict(parameters), _FixedManagedPolicyLoader()
+        )
+        text = json.dumps(translated)
+        with _translations_lock:
+            _translations[key] = text
+    return cast(dict[str, Any], json.loads(text))
+
+
+@contextlib.contextmanager
+def _json_templates_parsed_as_json() -> Iterator[None]:
+    """moto's CloudFormation parses every template body with PyYAML's pure-Python loader,
+    JSON included (about half a second for this one); a JSON body is read as JSON here,
+    which gives the same dicts. Anything else goes to moto's own parse."""
+    from moto.cloudformation.models import Stack
+
+    parse = Stack.parse_template
+
+    def parse_json_first(template: str) -> dict[str, Any]:
+        if template.lstrip().startswith("{"):
+            try:
+                return cast(dict[str, Any], json.loads(template))
+            except ValueError:
+                pass
+        return parse(template)
+
+    with mock.patch.object(Stack, "parse_template", staticmethod(parse_json_first)):
+        yield
 
 
 def _effective_parameters(
