@@ -22,8 +22,11 @@ lint: setup
 	$(BIN)/cfn-lint template.yaml
 	$(BIN)/checkov -f template.yaml --framework cloudformation --skip-download --quiet --compact
 
+# Two pytest-xdist workers (2 cores); tests sharing a module's stack stay on one worker
+# (xdist_group marks). The slowest tests are listed at the end.
+TEST_WORKERS ?= 2
 test: lint
-	$(BIN)/pytest --cov=jobrelay --cov-report=term-missing:skip-covered
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --durations=25 --cov=jobrelay --cov-report=term-missing:skip-covered
 
 unit: setup
 	$(BIN)/pytest tests/unit -q

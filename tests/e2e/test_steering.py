@@ -7,9 +7,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -64,6 +65,48 @@ def eventually(
     return seen
 
 
+def watch_until_shown(text: str, env: dict[str, str], within: float = 60) -> tuple[str, int, str]:
+    """`jobrelay watch` until its live table shows `text`, then Ctrl-C; returns (its output,
+    its exit code, its stderr). It runs as in a terminal (rich's TTY_COMPATIBLE), so each
+    refresh reaches the pipe as it is drawn, not only the last one at exit."""
+    watch = subprocess.Popen(
+        [sys.executable, "-m", "jobrelay_cli", "watch", "--interval", "0.5"],
+        env={**env, "TTY_COMPATIBLE": "1", "TERM": "xterm", "COLUMNS": "200"},
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        # Ctrl-C reaches it even when this run's SIGINT is ignored (a test run started in
+        # the background of a shell without job control): Python installs its handler only
+        # where SIGINT is not ignored at start.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    assert watch.stdout is not None
+    assert watch.stderr is not None
+    chunks: list[bytes] = []
+    shown = threading.Event()
+
+    def read(stream: IO[bytes]) -> None:
+        for chunk in iter(lambda: os.read(stream.fileno(), 65536), b""):
+            chunks.append(chunk)
+            if text.encode() in b"".join(chunks):
+                shown.set()
+
+    reader = threading.Thread(target=read, args=(watch.stdout,), daemon=True)
+    reader.start()
+    try:
+        shown.wait(within)
+    finally:
+        watch.send_signal(signal.SIGINT)
+        try:
+            watch.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            watch.kill()
+            watch.wait()
+    reader.join(timeout=10)
+    errors = watch.stderr.read().decode(errors="replace")
+    return b"".join(chunks).decode(errors="replace"), watch.returncode, errors
+
+
 def one_line_error(result: subprocess.CompletedProcess[str], code: int) -> str:
     assert result.returncode == code, result.stderr
     lines = result.stderr.strip().splitlines()
@@ -100,22 +143,8 @@ def test_status_and_jobs_follow_a_long_job_that_cancel_then_ends(emulators, stac
     other = jobrelay(["jobs", "--json", "--provider", "pixxel"], stack_env, timeout=60)
     assert json_lines(other.stdout) == []
     # and watch shows it live until Ctrl-C, which leaves with status 0
-    watch = subprocess.Popen(
-        [sys.executable, "-m", "jobrelay_cli", "watch", "--interval", "0.5"],
-        env=stack_env,
-        cwd=PROJECT_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        # Ctrl-C reaches it even when this run's SIGINT is ignored (a test run started in
-        # the background of a shell without job control): Python installs its handler only
-        # where SIGINT is not ignored at start.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
-    time.sleep(4)
-    watch.send_signal(signal.SIGINT)
-    watched, errors = watch.communicate(timeout=20)
-    assert watch.returncode == 0, errors[-2000:]
+    watched, code, errors = watch_until_shown("e2e-steer", stack_env)
+    assert code == 0, errors[-2000:]
     assert "e2e-steer" in watched
     # When it is cancelled with a reason
     cancelled = jobrelay(

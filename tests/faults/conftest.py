@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
 
 import boto3
 import pytest
@@ -23,11 +22,11 @@ from jobrelay.registry import PROVIDER_NAMES, REGISTRY
 from jobrelay_local.emulators.matatika import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
 from jobrelay_local.runtime import LocalStack
 
+from tests.faults.figures import FIGURES_KEY
 from tests.faults.play import FaultRun, play
 from tests.faults.scenarios import BY_ID, HTTP_TIMEOUT_SECONDS, Scenario
 from tests.integration.conftest import Harness
 
-FIGURES_KEY = pytest.StashKey[dict[str, Any]]()
 # More than the requests of a whole run: limits are exercised, nothing waits.
 SLOTS_PER_PROVIDER = 1000
 
@@ -111,11 +110,3 @@ def fault_run(fault_stack: Harness, request: pytest.FixtureRequest) -> FaultRun:
         "seconds": round(run.seconds, 1),
     }
     return run
-
-
-def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    figures = config.stash.get(FIGURES_KEY, None)
-    if figures:
-        terminalreporter.section("jobrelay fault suite figures")
-        for name, value in figures.items():
-            terminalreporter.write_line(f"{name}: {value}")

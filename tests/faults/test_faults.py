@@ -13,7 +13,9 @@ from tests.faults.play import FaultRun
 from tests.faults.scenarios import CANCELLED_BY, OPERATOR, SCENARIOS, Scenario
 from tests.integration.conftest import Harness
 
-pytestmark = pytest.mark.faults
+# One worker plays the whole suite on its one module-scoped stack (`make test` runs
+# pytest-xdist with --dist loadgroup).
+pytestmark = [pytest.mark.faults, pytest.mark.xdist_group("faults")]
 
 
 def param(scenario: Scenario) -> object:

@@ -22,6 +22,9 @@ from jobrelay_local.deployment import DeployedStack
 from jobrelay_local.execution_events import ExecutionEvents
 from moto import mock_aws
 
+# The module shares its two deployments: under pytest-xdist its tests stay on one worker.
+pytestmark = pytest.mark.xdist_group("execution_events")
+
 REGION = "us-east-1"
 FAST_RETRIES = (0.1, 0.2)
 

@@ -16,7 +16,8 @@ from jobrelay_local.runtime import LocalStack
 
 from tests.integration.conftest import pixxel_request
 
-pytestmark = pytest.mark.integration
+# The module shares one local stack: under pytest-xdist its tests stay on one worker.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("local_connections")]
 
 CONNECTIONS = {
     "connections": {

@@ -22,7 +22,8 @@ from jobrelay_local.lambdas import route_lambda_invokes
 from jobrelay_local.provider_secrets import create_provider_secrets
 from moto import mock_aws
 
-pytestmark = pytest.mark.integration
+# The module shares one deployment: under pytest-xdist its tests stay on one worker.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("template_stack")]
 
 MOTO_CONFIG: Any = {
     "stepfunctions": {"execute_state_machine": True},
