@@ -175,13 +175,16 @@ class ExecutionEvents:
             return
         self._exit.enter_context(self._hooked())
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop noticing executions, abandon pending retries, wait for handlers running."""
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop noticing executions, abandon pending retries, wait for handlers running (a
+        handler left running would act on whatever stack comes next)."""
         self._exit.close()
         self._stopping.set()
         deadline = time.monotonic() + timeout
         for thread in list(self._threads):
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                LOG.warning("an execution event's handler still runs %.0f s after stop", timeout)
 
     @contextlib.contextmanager
     def _hooked(self) -> Iterator[None]:
