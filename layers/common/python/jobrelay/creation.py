@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from jobrelay.admission import Ended, Entered, Gate
 from jobrelay.connections import Connection, default_connection
@@ -61,8 +61,13 @@ from jobrelay.ports import (
     TrackerStarter,
 )
 from jobrelay.providers.base import CreatedJob, Provider
-from jobrelay.registry import JobRequest
 from jobrelay.settings import Settings
+
+if TYPE_CHECKING:
+    # The union of every provider's request, for the annotations only: built at run time,
+    # it would import every adapter and make every request model (a request is validated by
+    # its own provider's model, `messages.parse_request`).
+    from jobrelay.registry import JobRequest
 
 # How far before the first create attempt a reconciled job may have been created (clock skew
 # between us and the provider).
