@@ -138,3 +138,36 @@ def test_the_tls_context_verifies_and_is_built_once() -> None:
     assert context is tls_context()
     assert context.verify_mode == ssl.CERT_REQUIRED
     assert context.check_hostname
+
+
+def test_publish_outcome_loads_the_limits_code_only_with_a_slot_to_free() -> None:
+    # The limits gate is made with the first slot freed: an outcome whose job held none
+    # (every job of a connection without `max_in_flight`) never loads it (cold start).
+    probe = r"""
+import json, sys
+from jobrelay import wiring
+service = wiring.publish_outcome_service()
+before = "jobrelay.admission" in sys.modules or "jobrelay.aws_limits" in sys.modules
+free = service.reporter.free_slot
+print(json.dumps({"before": before, "freer": free is not None}))
+"""
+    env = {
+        **os.environ,
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "EVENTS_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:events",
+        "IDEMPOTENCY_TABLE": "jobs",
+        "LIMITS_TABLE": "limits",
+        "JOBS_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/jobs",
+    }
+    result = subprocess.run(  # noqa: S603 - our interpreter, our probe
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+        check=True,
+    )
+    answer = json.loads(result.stdout.splitlines()[-1])
+    assert answer == {"before": False, "freer": True}

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.batch import (
@@ -25,11 +24,12 @@ from jobrelay.creation import JobCreator, QueueMessage
 from jobrelay.errors import RequestInProgress, RequestWaiting
 from jobrelay.observability import logger
 from jobrelay.providers.pool import ProviderPool
-from jobrelay.settings import CreateJobSettings
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
     from aws_lambda_powertools.utilities.typing import LambdaContext
+
+    from jobrelay.settings import CreateJobSettings
 
 # As many workers as the provider pool has connections; more records queue briefly.
 # asyncio's default pool has only cpu + 4 threads, and the records' work is network waits.
@@ -42,12 +42,15 @@ MAX_WORKERS = 32
 processor = AsyncBatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
-@dataclass
 class CreateJobService:
-    """A ready CreateJob: its settings and the creator's ports."""
+    """A ready CreateJob: its settings and the creator's ports. A plain class, not a
+    dataclass: making one compiles its methods at import (cold start)."""
 
-    settings: CreateJobSettings
-    creator_for: Callable[[ProviderPool], JobCreator]
+    def __init__(
+        self, settings: CreateJobSettings, creator_for: Callable[[ProviderPool], JobCreator]
+    ) -> None:
+        self.settings = settings
+        self.creator_for = creator_for
 
     def handle_batch(
         self, event: dict[str, Any], context: LambdaContext

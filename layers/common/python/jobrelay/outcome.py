@@ -4,7 +4,6 @@
 # are instead of evaluating strings (a tenth of their class creation, on every cold start).
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -22,15 +21,29 @@ class PublishResult(LazyModel):
     message_id: str
 
 
-@dataclass
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
 class OutcomeReporter:
-    publisher: OutcomePublisher
-    source: str
-    # Where the request's outcome is noted once published (status and cancels read it).
-    ledger: JobLedger | None = None
-    # Frees the slot of a job that held one, once its outcome is out (connection limits).
-    free_slot: Callable[[str, str], None] | None = None
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    """Publishes a request's outcome event and notes it. A plain class, not a dataclass:
+    making one compiles its methods at import (cold start)."""
+
+    def __init__(
+        self,
+        publisher: OutcomePublisher,
+        source: str,
+        # Where the request's outcome is noted once published (status and cancels read it).
+        ledger: JobLedger | None = None,
+        # Frees the slot of a job that held one, once its outcome is out (connection limits).
+        free_slot: Callable[[str, str], None] | None = None,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        self.publisher = publisher
+        self.source = source
+        self.ledger = ledger
+        self.free_slot = free_slot
+        self.clock = clock
 
     def publish(self, state: TrackerState) -> PublishResult:
         event = outcome_event(state, source=self.source, now=self.clock())

@@ -12,8 +12,7 @@ length, so fewer and longer waits are what make tracking cheap. See docs/perform
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 # The detection lag a job of running time T is allowed: max(base, LAG_FRACTION * T).
 LAG_FRACTION = 0.1
@@ -21,8 +20,7 @@ LAG_FRACTION = 0.1
 WaitReason = Literal["age", "hint", "min", "max", "deadline"]
 
 
-@dataclass(frozen=True)
-class JobHints:
+class JobHints(NamedTuple):
     """What the provider told about the job's remaining time, at one poll.
 
     Ages are seconds since the job was created. `progress_origin` is the progress first
@@ -36,8 +34,7 @@ class JobHints:
     progress_origin_age: float | None = None
 
 
-@dataclass(frozen=True)
-class PollDecision:
+class PollDecision(NamedTuple):
     """The wait before the next poll, why, and the lag it keeps for a job ending meanwhile."""
 
     wait_seconds: int
@@ -46,7 +43,19 @@ class PollDecision:
     predicted_end_age: float | None = None
 
 
-@dataclass(frozen=True)
+# A policy's settings, in the order of its constructor (and of its repr).
+_POLICY_FIELDS = (
+    "base_seconds",
+    "min_poll_seconds",
+    "max_poll_seconds",
+    "jitter",
+    "reserve",
+    "hint_stretch",
+    "hint_margin",
+    "min_progress_step",
+)
+
+
 class PollPolicy:
     """How waits are chosen; one instance per job (its base and bounds), reused every round.
 
@@ -66,26 +75,95 @@ class PollPolicy:
       so a job ending within that margin of its prediction (or later) keeps the lag bound.
     - `min_progress_step`: progress must have moved by this much since its origin before
       its rate predicts anything.
+
+    Immutable and compared by value. A plain class with slots, not a frozen dataclass:
+    making a dataclass compiles its methods at import, which PollJobStatus's cold start
+    paid (with the two value types above, ~12 M instructions).
     """
 
-    base_seconds: int = 30
-    min_poll_seconds: int = 1
-    max_poll_seconds: int = 300
-    jitter: float = 0.05
-    reserve: float = 0.02
-    hint_stretch: float = 3.0
-    hint_margin: float = 0.25
-    min_progress_step: float = 0.05
+    __slots__ = _POLICY_FIELDS
 
-    def __post_init__(self) -> None:
-        if self.base_seconds < 1 or self.min_poll_seconds < 1:
+    base_seconds: int
+    min_poll_seconds: int
+    max_poll_seconds: int
+    jitter: float
+    reserve: float
+    hint_stretch: float
+    hint_margin: float
+    min_progress_step: float
+
+    def __init__(
+        self,
+        base_seconds: int = 30,
+        min_poll_seconds: int = 1,
+        max_poll_seconds: int = 300,
+        jitter: float = 0.05,
+        reserve: float = 0.02,
+        hint_stretch: float = 3.0,
+        hint_margin: float = 0.25,
+        min_progress_step: float = 0.05,
+    ) -> None:
+        if base_seconds < 1 or min_poll_seconds < 1:
             raise ValueError("base_seconds and min_poll_seconds must be at least 1")
-        if self.max_poll_seconds < self.min_poll_seconds:
+        if max_poll_seconds < min_poll_seconds:
             raise ValueError("max_poll_seconds must not be below min_poll_seconds")
-        if min(self.jitter, self.reserve) < 0 or self.jitter + self.reserve >= 1:
+        if min(jitter, reserve) < 0 or jitter + reserve >= 1:
             raise ValueError("jitter and reserve are shares of a wait that add up to below 1")
-        if self.hint_stretch < 1 or not 0 <= self.hint_margin < 1:
+        if hint_stretch < 1 or not 0 <= hint_margin < 1:
             raise ValueError("hint_stretch is at least 1 and hint_margin a share below 1")
+        setter = object.__setattr__
+        setter(self, "base_seconds", base_seconds)
+        setter(self, "min_poll_seconds", min_poll_seconds)
+        setter(self, "max_poll_seconds", max_poll_seconds)
+        setter(self, "jitter", jitter)
+        setter(self, "reserve", reserve)
+        setter(self, "hint_stretch", hint_stretch)
+        setter(self, "hint_margin", hint_margin)
+        setter(self, "min_progress_step", min_progress_step)
+
+    def _values(self) -> tuple[float, ...]:
+        return tuple(getattr(self, name) for name in _POLICY_FIELDS)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"PollPolicy is immutable: cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"PollPolicy is immutable: cannot delete {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, PollPolicy):
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in _POLICY_FIELDS)
+        return f"PollPolicy({fields})"
+
+    def replace(
+        self,
+        *,
+        base_seconds: int | None = None,
+        min_poll_seconds: int | None = None,
+        max_poll_seconds: int | None = None,
+    ) -> PollPolicy:
+        """This policy with another base or bounds, checked as a new one is."""
+        return PollPolicy(
+            base_seconds=self.base_seconds if base_seconds is None else base_seconds,
+            min_poll_seconds=self.min_poll_seconds
+            if min_poll_seconds is None
+            else min_poll_seconds,
+            max_poll_seconds=self.max_poll_seconds
+            if max_poll_seconds is None
+            else max_poll_seconds,
+            jitter=self.jitter,
+            reserve=self.reserve,
+            hint_stretch=self.hint_stretch,
+            hint_margin=self.hint_margin,
+            min_progress_step=self.min_progress_step,
+        )
 
     def lag_bound(self, age: float) -> float:
         """The detection lag allowed for a job that ends at `age` seconds (or later)."""

@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -62,8 +61,8 @@ def policy_for(job: JobRef, defaults: PollPolicy | None = None) -> PollPolicy:
             high = low
         else:
             low = high
-    return replace(
-        base, base_seconds=job.poll_interval_seconds, min_poll_seconds=low, max_poll_seconds=high
+    return base.replace(
+        base_seconds=job.poll_interval_seconds, min_poll_seconds=low, max_poll_seconds=high
     )
 
 

@@ -7,7 +7,6 @@ life of the Lambda execution environment, and reset by `reset()` in tests.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -76,6 +75,24 @@ def _gate(current: settings.CreateJobSettings | settings.PublishOutcomeSettings)
     )
 
 
+def _slot_freer(current: settings.PublishOutcomeSettings) -> Callable[[str, str], None] | None:
+    """Frees a published job's slot through the limits gate, made with the first slot it
+    frees: an outcome whose job held none (a connection without `max_in_flight`) never
+    loads the limits code (cold start)."""
+    if not (current.limits_table and current.jobs_queue_url):
+        return None
+    made: list[Gate] = []
+
+    def free(connection: str, request_id: str) -> None:
+        if not made:
+            gate = _gate(current)
+            assert gate is not None  # the table and the queue are set (checked above)
+            made.append(gate)
+        made[0].free(connection, request_id)
+
+    return free
+
+
 @lru_cache(maxsize=1)
 def create_job_service() -> CreateJobService:
     """CreateJob, once per request: the job ledger is its idempotency record (a delivery
@@ -108,13 +125,19 @@ def create_job_service() -> CreateJobService:
     return CreateJobService(settings=current, creator_for=creator_for)
 
 
-@dataclass
 class PublishOutcomeService:
-    """A ready PublishOutcome: one event per request, however often the task is retried."""
+    """A ready PublishOutcome: one event per request, however often the task is retried. A
+    plain class, not a dataclass: making one compiles its methods at import (cold start)."""
 
-    config: IdempotencyConfig
-    publish_once: Callable[..., PublishResult]
-    reporter: OutcomeReporter
+    def __init__(
+        self,
+        config: IdempotencyConfig,
+        publish_once: Callable[..., PublishResult],
+        reporter: OutcomeReporter,
+    ) -> None:
+        self.config = config
+        self.publish_once = publish_once
+        self.reporter = reporter
 
     def publish(self, state: TrackerState, context: LambdaContext) -> dict[str, Any]:
         self.config.register_lambda_context(context)
@@ -149,10 +172,8 @@ def publish_outcome_service() -> PublishOutcomeService:
         publisher=aws.get_publisher(current.events_topic_arn),
         source=current.event_source,
         ledger=aws.get_ledger(current.idempotency_table, current.idempotency_ttl_seconds),
+        free_slot=_slot_freer(current),
     )
-    gate = _gate(current)
-    if gate is not None:
-        reporter.free_slot = gate.free
     return PublishOutcomeService(config=config, publish_once=publish_once, reporter=reporter)
 
 
