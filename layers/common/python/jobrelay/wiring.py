@@ -61,9 +61,14 @@ def _idempotency(
     return config, persistence
 
 
+def _has_limits(current: settings.CreateJobSettings | settings.PublishOutcomeSettings) -> bool:
+    """Whether the function has connection limits: the limits table and the queue."""
+    return bool(current.limits_table and current.jobs_queue_url)
+
+
 def _gate(current: settings.CreateJobSettings | settings.PublishOutcomeSettings) -> Gate | None:
-    """Connection limits, where the function has the limits table and the queue."""
-    if not (current.limits_table and current.jobs_queue_url):
+    """Connection limits, where the function has them (`_has_limits`)."""
+    if not _has_limits(current):
         return None
     from jobrelay import aws_limits
     from jobrelay.admission import Gate
@@ -79,14 +84,14 @@ def _slot_freer(current: settings.PublishOutcomeSettings) -> Callable[[str, str]
     """Frees a published job's slot through the limits gate, made with the first slot it
     frees: an outcome whose job held none (a connection without `max_in_flight`) never
     loads the limits code (cold start)."""
-    if not (current.limits_table and current.jobs_queue_url):
+    if not _has_limits(current):
         return None
     made: list[Gate] = []
 
     def free(connection: str, request_id: str) -> None:
         if not made:
             gate = _gate(current)
-            assert gate is not None  # the table and the queue are set (checked above)
+            assert gate is not None  # it has limits (checked above)
             made.append(gate)
         made[0].free(connection, request_id)
 
