@@ -71,6 +71,17 @@ def without_aws(env: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in env.items() if not k.startswith("AWS_")}
 
 
+def interrupt(process: subprocess.Popen[Any], timeout: float = 20) -> None:
+    """Ctrl-C to a CLI command run in the background; killed if it has not left within
+    `timeout` seconds."""
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @contextmanager
 def jobrelay_up(env: dict[str, str]) -> Iterator[int]:
     """`jobrelay up` in a subprocess on a free port, until its state file says it runs;
@@ -97,8 +108,4 @@ def jobrelay_up(env: dict[str, str]) -> Iterator[int]:
             time.sleep(0.2)
         yield port
     finally:
-        up.send_signal(signal.SIGINT)
-        try:
-            up.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            up.kill()
+        interrupt(up)

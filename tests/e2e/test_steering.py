@@ -16,6 +16,7 @@ import pytest
 
 from tests.e2e.conftest import (
     PROJECT_ROOT,
+    interrupt,
     jobrelay,
     jobrelay_up,
     json_lines,
@@ -96,12 +97,7 @@ def watch_until_shown(text: str, env: dict[str, str], within: float = 60) -> tup
     try:
         shown.wait(within)
     finally:
-        watch.send_signal(signal.SIGINT)
-        try:
-            watch.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            watch.kill()
-            watch.wait()
+        interrupt(watch)
     reader.join(timeout=10)
     errors = watch.stderr.read().decode(errors="replace")
     return b"".join(chunks).decode(errors="replace"), watch.returncode, errors

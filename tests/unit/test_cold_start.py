@@ -56,8 +56,13 @@ def _import_handler(name: str, *then: str, **environ: str) -> dict[str, Any]:
     probe = PROBE.replace(
         "depth, handler = 0", "".join(f"import {m}\n" for m in then) + "depth, handler = 0"
     )
+    return _probe_answer(env, probe, str(HANDLERS[name]))
+
+
+def _probe_answer(env: dict[str, str], probe: str, *args: str) -> dict[str, Any]:
+    """The JSON a probe prints last, run in a new interpreter of ours."""
     result = subprocess.run(  # noqa: S603 - our interpreter, our probe
-        [sys.executable, "-c", probe, str(HANDLERS[name])],
+        [sys.executable, "-c", probe, *args],
         capture_output=True,
         text=True,
         env=env,
@@ -160,14 +165,4 @@ print(json.dumps({"before": before, "freer": free is not None}))
         "LIMITS_TABLE": "limits",
         "JOBS_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/jobs",
     }
-    result = subprocess.run(  # noqa: S603 - our interpreter, our probe
-        [sys.executable, "-c", probe],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=120,
-        check=True,
-    )
-    answer = json.loads(result.stdout.splitlines()[-1])
-    assert answer == {"before": False, "freer": True}
+    assert _probe_answer(env, probe) == {"before": False, "freer": True}
