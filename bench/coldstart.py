@@ -11,6 +11,10 @@ the function: every botocore API call and every httpx request of the new process
 the function takes beyond its floor is jobrelay's own work: its modules, models, settings,
 extra clients and wiring.
 
+Beside it, reported and not a target, the **design floor**: the floor plus what else
+DESIGN.md fixes for that function, the Powertools utilities its first event imported and one
+client per AWS service it called. The function against it is jobrelay's own work alone.
+
 Every child sees only the distributions a Lambda function would: the layer's requirements
 and what they pull in, plus boto3 (the runtime's). The development environment has more
 (rich, click, moto…), and some libraries import optional extras when they find them (httpx
@@ -36,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from jobrelay_local.deployment import DeployedStack
 from jobrelay_local.lambdas import FakeLambdaContext
 from jobrelay_local.runtime import LocalStack
 from packaging.requirements import Requirement
@@ -76,6 +81,7 @@ class _Absent:
         return None
 sys.meta_path.insert(0, _Absent)
 import json, time
+POWERTOOLS_UTILITIES = __POWERTOOLS_UTILITIES__
 kind = sys.argv[2]
 options = json.loads(sys.argv[3])
 calls = []
@@ -132,14 +138,30 @@ else:
     answer = app.lambda_handler(options["event"], Context())
     outcome = json.dumps(answer)[:300]
 handled = time.perf_counter()
+powertools = []
+if options.get("count"):
+    powertools = sorted(name for name in POWERTOOLS_UTILITIES if name in sys.modules)
 # The high-water mark of this process's memory: ru_maxrss of the new program alone
 # (getrusage's would include the parent's, from before the exec).
 with open("/proc/self/status") as status:
     peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
 report = {"peak_kb": peak, "outcome": outcome, "import_seconds": imported - started,
-          "event_seconds": handled - imported, "calls": calls}
+          "event_seconds": handled - imported, "calls": calls, "powertools": powertools}
 print("BENCH-COLD-START " + json.dumps(report), flush=True)
 """
+
+# The Powertools utilities DESIGN.md fixes ("Powertools everywhere it has a utility"), which
+# the design floor imports where the function's first event imported them (the Logger is in
+# both floors).
+POWERTOOLS_UTILITIES = (
+    "aws_lambda_powertools.utilities.batch",
+    "aws_lambda_powertools.utilities.idempotency",
+    "aws_lambda_powertools.utilities.parameters",
+    "aws_lambda_powertools.utilities.parser",
+    "aws_lambda_powertools.metrics",
+    "aws_lambda_powertools.tracing",
+)
+CHILD = CHILD.replace("__POWERTOOLS_UTILITIES__", repr(POWERTOOLS_UTILITIES))
 
 
 def _name(dist: metadata.Distribution) -> str:
@@ -268,6 +290,81 @@ def lambda_handler(event, context):
     return {"aws_calls": floor.aws_calls, "http_calls": len(floor.http)}
 """
 
+# The design floor: the dependency floor plus the rest of what DESIGN.md fixes for that
+# function: the Powertools utilities its first event imported (imported first, after boto3,
+# as the functions' handlers order them: the batch utility imported after pydantic would
+# load the parser's event models) and one client per AWS service its first event called,
+# each making as many calls as the function made to that service, in the function's order,
+# with a cheap read (`design_floor_call`). What the function takes beyond it is jobrelay's
+# own modules, models, settings, validation and wiring, and the Powertools utilities' work.
+DESIGN_FLOOR_HANDLER = """
+import boto3
+__UTILITIES__
+import httpx
+from aws_lambda_powertools.logging import Logger
+from pydantic import BaseModel
+
+logger = Logger(service="design-floor")
+
+
+class FloorEvent(BaseModel):
+    aws: list[dict]
+    http: list[str]
+    event: dict
+
+
+@logger.inject_lambda_context
+def lambda_handler(event, context):
+    floor = FloorEvent.model_validate(event)
+    clients = {}
+    for call in floor.aws:
+        if call["service"] not in clients:
+            clients[call["service"]] = boto3.client(call["service"])
+        getattr(clients[call["service"]], call["operation"])(**call["params"])
+    if floor.http:
+        with httpx.Client(timeout=10) as http:
+            for url in floor.http:
+                http.get(url)
+    logger.info("design floor event handled")
+    return {"aws_calls": len(floor.aws), "http_calls": len(floor.http)}
+"""
+
+
+def design_floor_handler(utilities: list[str]) -> str:
+    """The design floor's module for a function whose first event imported `utilities`."""
+    lines = [f"import {name}" for name in utilities if name in POWERTOOLS_UTILITIES]
+    return DESIGN_FLOOR_HANDLER.replace("__UTILITIES__", "\n".join(lines))
+
+
+def design_floor_call(service: str, stack: DeployedStack) -> dict[str, Any]:
+    """One cheap read of `service` against the stack's own resources (the design floor's
+    stand-in for each of the function's calls to that service)."""
+    environment = stack.function("CreateJobFunction").environment
+    reads: dict[str, tuple[str, dict[str, Any]]] = {
+        "dynamodb": (
+            "get_item",
+            {
+                "TableName": environment["IDEMPOTENCY_TABLE"],
+                "Key": {"id": {"S": "floor"}},
+                "ConsistentRead": True,
+            },
+        ),
+        "secretsmanager": (
+            "get_secret_value",
+            {"SecretId": environment["DEEPSET_API_KEY_SECRET_ARN"]},
+        ),
+        "stepfunctions": ("describe_state_machine", {"stateMachineArn": stack.state_machine_arn}),
+        "sns": ("get_topic_attributes", {"TopicArn": stack.topic_arn}),
+        "sqs": ("get_queue_attributes", {"QueueUrl": environment["JOBS_QUEUE_URL"]}),
+    }
+    if service not in reads:
+        raise RuntimeError(
+            f"the design floor has no read for {service}: add one to design_floor_call"
+        )
+    operation, params = reads[service]
+    return {"service": service, "operation": operation, "params": params}
+
+
 # What one child reported, with the seconds from its spawn.
 Sample = dict[str, Any]
 
@@ -324,6 +421,8 @@ def _calls(sample: Sample) -> dict[str, Any]:
     return {
         "aws": len(aws),
         "http": len(http),
+        "aws_services": [service for kind, service, _, _ in sample["calls"] if kind == "aws"],
+        "powertools": sample["powertools"],
         "aws_operations": dict(sorted(Counter(name for name, _ in aws).items())),
         "http_requests": [name for name, _ in http],
         "aws_wait_seconds": sum(wait for _, wait in aws),
@@ -388,6 +487,7 @@ def run(rounds: int) -> dict[str, Any]:
         floor_app = Path(scratch) / "floor" / "app.py"
         floor_app.parent.mkdir()
         floor_app.write_text(FLOOR_HANDLER)
+        design_floors: dict[str, dict[str, Any]] = {}
 
         def event(kind: str, index: int | str) -> dict[str, Any]:
             if kind == "PollJobStatus":
@@ -461,20 +561,47 @@ def run(rounds: int) -> dict[str, Any]:
                 calls[name]["http"],
             ):
                 raise RuntimeError(f"{name}'s floor called {floor_calls[name]}, not {calls[name]}")
+            design_app = Path(scratch) / f"design-{name}" / "app.py"
+            design_app.parent.mkdir()
+            design_app.write_text(design_floor_handler(calls[name]["powertools"]))
+            design_floors[name] = {
+                "app": str(design_app),
+                "event": {
+                    "aws": [
+                        design_floor_call(service, stack) for service in calls[name]["aws_services"]
+                    ],
+                    "http": floors[name]["event"]["http"],
+                    "event": event(name, "floor"),
+                },
+                "function_name": f"{name}DesignFloor",
+            }
+            # One counted run: the calls (and the bytecode of its scratch module).
+            design_calls = _calls(
+                _child("floor", {**design_floors[name], "count": True}, blocked, warm)
+            )
+            if [design_calls[k] for k in ("aws_services", "http", "powertools")] != [
+                calls[name][k] for k in ("aws_services", "http", "powertools")
+            ]:
+                raise RuntimeError(f"{name}'s design floor made {design_calls}, not {calls[name]}")
         samples: dict[str, list[Sample]] = {"baseline": []}
         for name in handlers:
             samples[name] = []
             samples[f"{name} floor"] = []
-        # Interleaved: each round runs the baseline, then each function and its floor one
-        # after the other (which of the two first alternates by round), so a slower spell of
-        # the shared machine falls on both.
+            samples[f"{name} design floor"] = []
+        # Interleaved: each round runs the baseline, then each function, its floor and its
+        # design floor one after the other (the order turns by round), so a slower spell of
+        # the shared machine falls on all three.
         for index in range(rounds):
             samples["baseline"].append(_child("baseline", {}, blocked, env))
             for name in handlers:
-                order = ("function", "floor") if index % 2 == 0 else ("floor", "function")
-                for which in order:
+                order = ("function", "floor", "design floor")
+                for which in order[index % 3 :] + order[: index % 3]:
                     if which == "floor":
                         samples[f"{name} floor"].append(_child("floor", floors[name], blocked, env))
+                    elif which == "design floor":
+                        samples[f"{name} design floor"].append(
+                            _child("floor", design_floors[name], blocked, env)
+                        )
                     else:
                         sample = _child(name, function(name, index), blocked, env)
                         samples[name].append(checked(name, sample))
@@ -503,6 +630,11 @@ def run(rounds: int) -> dict[str, Any]:
             (f["seconds"] - extra_wait) / g["seconds"]
             for f, g in zip(samples[name], samples[f"{name} floor"], strict=True)
         ]
+        design = _figures(samples[f"{name} design floor"])
+        to_design = [
+            f["seconds"] / g["seconds"]
+            for f, g in zip(samples[name], samples[f"{name} design floor"], strict=True)
+        ]
         results[name] = {
             **figures,
             "to_floor": statistics.median(paired),
@@ -518,6 +650,21 @@ def run(rounds: int) -> dict[str, Any]:
                 "calls": floor_calls[name],
             },
             "calls": calls[name],
+            # Reported beside the target (which is against the floor above): how much of
+            # the function's cold start is jobrelay's own beyond everything DESIGN.md fixes.
+            "to_design_floor": statistics.median(to_design),
+            "to_design_floor_of_medians": figures["median_seconds"] / design["median_seconds"],
+            "design_floor": {
+                **design,
+                "to_floor": statistics.median(
+                    g["seconds"] / f["seconds"]
+                    for f, g in zip(
+                        samples[f"{name} floor"], samples[f"{name} design floor"], strict=True
+                    )
+                ),
+                "powertools": calls[name]["powertools"],
+                "aws_services": dict(sorted(Counter(calls[name]["aws_services"]).items())),
+            },
         }
     results["layer"] = layer_zip_size()
     return results

@@ -97,6 +97,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 COLD_START_TARGET,
                 to_boto3_baseline=round(cold["to_baseline"], 3),
                 without_stand_in_extra=round(cold["to_floor_without_stand_in_extra"], 3),
+                **_design_floor(cold),
             )
         )
     if "tracking" in results:
@@ -402,6 +403,18 @@ def createjob_rows(results: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def _design_floor(cold: dict[str, Any]) -> dict[str, Any]:
+    """Reported beside a cold-start target, not part of it: the function against its design
+    floor (the floor plus the Powertools utilities and the AWS clients DESIGN.md fixes), and
+    that floor against the target's floor. Absent from a run before the design floors."""
+    if "design_floor" not in cold:
+        return {}
+    return {
+        "to_design_floor": round(cold["to_design_floor"], 3),
+        "design_floor_to_floor": round(cold["design_floor"]["to_floor"], 3),
+    }
+
+
 def _has_floors(results: dict[str, Any]) -> bool:
     """A cold-start section measured with the dependency floors (a results.json from before
     them has none: its cold starts are left out of the table until section 2 runs again)."""
@@ -411,6 +424,18 @@ def _has_floors(results: dict[str, Any]) -> bool:
 
 def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms"
+
+
+def _design_floor_text(figures: dict[str, Any]) -> str:
+    if "design_floor" not in figures:
+        return ""
+    design = figures["design_floor"]
+    return (
+        f"; {figures['to_design_floor']:.2f}x its design floor "
+        f"({_s(design['median_seconds'])}, itself {design['to_floor']:.2f}x the floor: "
+        f"+ {len(design['powertools'])} Powertools utilities, "
+        f"{len(design['aws_services'])} AWS clients)"
+    )
 
 
 def coldstart_rows(results: dict[str, Any]) -> list[Row]:
@@ -443,7 +468,8 @@ def coldstart_rows(results: dict[str, Any]) -> list[Row]:
                 f"{figures['to_floor_of_medians']:.2f}x; less the stand-in's longer answers "
                 f"{figures['to_floor_without_stand_in_extra']:.2f}x), "
                 f"{figures['to_baseline']:.2f}x boto3; "
-                f"{figures['memory_to_floor']:.2f}x memory",
+                f"{figures['memory_to_floor']:.2f}x memory"
+                f"{_design_floor_text(figures)}",
                 _verdict(by_handler[handler]),
             )
         )
