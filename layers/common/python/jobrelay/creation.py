@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -93,6 +92,15 @@ __all__ = [
 ]
 
 
+def _default_connection_of(name: str, provider: str | None = None) -> Connection:
+    """A `JobCreator`'s connections when it is given none (tests): each provider's default."""
+    return default_connection(name)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 class CreateResult(LazyModel):
     outcome: Literal[
         "created", "rejected", "validated", "cancelled", "cancel_recorded", "timed_out"
@@ -105,23 +113,41 @@ class CreateResult(LazyModel):
     adopted: bool = False
 
 
-@dataclass
 class JobCreator:
-    settings: Settings
-    provider_for: Callable[[ProviderName], Provider]
-    publisher: OutcomePublisher
-    starter: TrackerStarter
-    dead_letters: DeadLetterQueue
-    ledger: JobLedger
-    trackers: TrackerControl
-    # The request's connection by name (checked to be of its provider); the provider pool's.
-    connection_of: Callable[..., Connection] = lambda name, provider=None: default_connection(name)
-    # Connection limits (slots, waiting, creation rate); needed once a connection has any.
-    gate: Gate | None = None
-    # The job requests queue: a request whose tracker Step Functions refuses for now goes
-    # back to it with a delay (without it, the record is retried by SQS).
-    requeue: RequestQueue | None = None
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    """Decides each queue message (`handle`) through its ports. A plain class, not a
+    dataclass: making one compiles its methods at import (cold start)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        provider_for: Callable[[ProviderName], Provider],
+        publisher: OutcomePublisher,
+        starter: TrackerStarter,
+        dead_letters: DeadLetterQueue,
+        ledger: JobLedger,
+        trackers: TrackerControl,
+        # The request's connection by name (checked to be of its provider); the provider
+        # pool's.
+        connection_of: Callable[..., Connection] = _default_connection_of,
+        # Connection limits (slots, waiting, creation rate); needed once a connection has
+        # any.
+        gate: Gate | None = None,
+        # The job requests queue: a request whose tracker Step Functions refuses for now
+        # goes back to it with a delay (without it, the record is retried by SQS).
+        requeue: RequestQueue | None = None,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        self.settings = settings
+        self.provider_for = provider_for
+        self.publisher = publisher
+        self.starter = starter
+        self.dead_letters = dead_letters
+        self.ledger = ledger
+        self.trackers = trackers
+        self.connection_of = connection_of
+        self.gate = gate
+        self.requeue = requeue
+        self.clock = clock
 
     def handle(
         self, message: QueueMessage, *, lease_seconds: float = LEASE_SECONDS

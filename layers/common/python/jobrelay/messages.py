@@ -5,23 +5,25 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from jobrelay import registry
 from jobrelay.errors import FieldProblem, RequestInvalid
-from jobrelay.models import METADATA_ADAPTER, REQUEST_ID_ADAPTER, CancelRequest, LazyModel
+from jobrelay.models import METADATA_ADAPTER, REQUEST_ID_ADAPTER, CancelRequest
 from jobrelay.registry import PROVIDER_NAMES, REGISTRY, request_model
 
 if TYPE_CHECKING:
     from jobrelay.registry import JobRequest
 
 
-class QueueMessage(LazyModel):
+class QueueMessage(NamedTuple):
     """One SQS record as CreateJob sees it; `request_key` is the idempotency key, `sender`
-    the SQS sender id (who asked, for a cancel that does not say)."""
+    the SQS sender id (who asked, for a cancel that does not say). A NamedTuple: its fields
+    are the record's own, and the body is validated by the request's model (`parse_message`).
+    """
 
     message_id: str
     body: str
