@@ -36,8 +36,10 @@ import time
 import uuid
 import zipfile
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import boto3
 from jobrelay_local.deployment import DeployedStack
@@ -65,6 +67,7 @@ MARK = "BENCH-COLD-START "
 CA_BUNDLE_VARIABLES = frozenset(
     {"SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "AWS_CA_BUNDLE"}
 )
+HANDLERS = ("CreateJob", "PollJobStatus", "PublishOutcome")
 # Untimed runs of each function and floor that count (and time) their calls.
 COUNTED_RUNS = 3
 
@@ -138,6 +141,9 @@ else:
     answer = app.lambda_handler(options["event"], Context())
     outcome = json.dumps(answer)[:300]
 handled = time.perf_counter()
+if options.get("mark_handled"):
+    import os
+    os.getppid()  # where callgrind dumps its counts (bench.instructions: --dump-before)
 powertools = []
 if options.get("count"):
     powertools = sorted(name for name in POWERTOOLS_UTILITIES if name in sys.modules)
@@ -452,7 +458,30 @@ def _figures(values: list[Sample]) -> dict[str, Any]:
     }
 
 
-def run(rounds: int) -> dict[str, Any]:
+class Prepared(NamedTuple):
+    """A stack to start cold against, and what each child needs: every function's options,
+    its floor's and its design floor's, the calls each function's first event made, and the
+    environments (`warm` writes bytecode, `env` only reads it)."""
+
+    blocked: str
+    env: dict[str, str]
+    warm: dict[str, str]
+    function: Callable[..., dict[str, Any]]
+    floors: dict[str, dict[str, Any]]
+    design_floors: dict[str, dict[str, Any]]
+    calls: dict[str, dict[str, Any]]
+    floor_calls: dict[str, dict[str, Any]]
+
+
+def checked(name: str, sample: Sample) -> Sample:
+    if '"batchItemFailures": [{' in sample["outcome"]:
+        raise RuntimeError(f"{name} did not handle its event: {sample['outcome']}")
+    return sample
+
+
+@contextmanager
+def prepared() -> Iterator[Prepared]:
+    """The stack, its first events and each function's two floors, counted and warmed."""
     parameters = {"FirstPollSeconds": "3600", "PollIntervalSeconds": "3600"}
     with (
         tempfile.TemporaryDirectory(prefix="jobrelay-pycache-") as pycache,
@@ -478,11 +507,7 @@ def run(rounds: int) -> dict[str, Any]:
         env["PYTHONPYCACHEPREFIX"] = str(pycache)
         warm = dict(env)
         env["PYTHONDONTWRITEBYTECODE"] = "1"
-        handlers = {
-            "CreateJob": stack.function("CreateJobFunction"),
-            "PollJobStatus": stack.function("PollJobStatusFunction"),
-            "PublishOutcome": stack.function("PublishOutcomeFunction"),
-        }
+        handlers = {name: stack.function(f"{name}Function") for name in HANDLERS}
         table = stack.function("PollJobStatusFunction").environment["IDEMPOTENCY_TABLE"]
         floor_app = Path(scratch) / "floor" / "app.py"
         floor_app.parent.mkdir()
@@ -517,11 +542,6 @@ def run(rounds: int) -> dict[str, Any]:
                 "function_name": spec.function_name,
                 **extra,
             }
-
-        def checked(name: str, sample: Sample) -> Sample:
-            if '"batchItemFailures": [{' in sample["outcome"]:
-                raise RuntimeError(f"{name} did not handle its event: {sample['outcome']}")
-            return sample
 
         # Untimed: warm the disk cache and bytecode, and count what each function's first
         # event calls (its floor then makes as many calls); three counted runs of each, for
@@ -583,8 +603,22 @@ def run(rounds: int) -> dict[str, Any]:
                 calls[name][k] for k in ("aws_services", "http", "powertools")
             ]:
                 raise RuntimeError(f"{name}'s design floor made {design_calls}, not {calls[name]}")
+        yield Prepared(blocked, env, warm, function, floors, design_floors, calls, floor_calls)
+
+
+def run(rounds: int) -> dict[str, Any]:
+    with prepared() as (
+        blocked,
+        env,
+        _,
+        function,
+        floors,
+        design_floors,
+        calls,
+        floor_calls,
+    ):
         samples: dict[str, list[Sample]] = {"baseline": []}
-        for name in handlers:
+        for name in HANDLERS:
             samples[name] = []
             samples[f"{name} floor"] = []
             samples[f"{name} design floor"] = []
@@ -593,7 +627,7 @@ def run(rounds: int) -> dict[str, Any]:
         # the shared machine falls on all three.
         for index in range(rounds):
             samples["baseline"].append(_child("baseline", {}, blocked, env))
-            for name in handlers:
+            for name in HANDLERS:
                 order = ("function", "floor", "design floor")
                 for which in order[index % 3 :] + order[: index % 3]:
                     if which == "floor":
@@ -611,7 +645,7 @@ def run(rounds: int) -> dict[str, Any]:
         "blocked_modules": len(blocked.split(",")),
         "baseline": {**baseline, "to_baseline": 1.0},
     }
-    for name in handlers:
+    for name in HANDLERS:
         figures = _figures(samples[name])
         floor = _figures(samples[f"{name} floor"])
         # Each round's function and floor ran back to back: the median of their ratios, round
