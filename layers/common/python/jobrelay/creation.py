@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from jobrelay.admission import Ended, Entered, Gate
 from jobrelay.connections import Connection, default_connection
@@ -42,7 +42,6 @@ from jobrelay.models import (
     CancelRequest,
     JobRef,
     JobStatus,
-    LazyModel,
     OutcomeEvent,
     PollResult,
     ProviderName,
@@ -101,7 +100,10 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class CreateResult(LazyModel):
+class CreateResult(NamedTuple):
+    """What became of one message (the record's result in the batch response). A
+    NamedTuple: jobrelay makes it from its own decisions, nothing to validate."""
+
     outcome: Literal[
         "created", "rejected", "validated", "cancelled", "cancel_recorded", "timed_out"
     ]

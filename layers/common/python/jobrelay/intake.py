@@ -98,4 +98,4 @@ class CreateJobService:
             )
             raise
         logger.info("record handled", outcome=result.outcome)
-        return result.model_dump(mode="json")
+        return result._asdict()
