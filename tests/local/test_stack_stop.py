@@ -17,8 +17,9 @@ from jobrelay_local.runtime import LocalStack
 from moto import mock_aws
 
 # The execution's first wait: long enough for the stack to stop first, even on a loaded
-# machine; the next moto then watches until well after the wait would have ended.
-WAIT_SECONDS = 6
+# machine (a stop took 6.5 s on a fresh-clone CI run with both workers busy); the next moto
+# then watches until well after the wait would have ended.
+WAIT_SECONDS = 15
 WATCH_SECONDS = WAIT_SECONDS + 4
 
 
