@@ -21,13 +21,20 @@ import json
 import math
 import random
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Literal, NamedTuple
 
 from jobrelay.connections import Connection
 from jobrelay.errors import RequestWaiting
 from jobrelay.observability import logger
-from jobrelay.ports import ConnectionSlots, JobLedger, LedgerEntry, RequestQueue, Waiter
+from jobrelay.ports import (
+    ConnectionSlots,
+    JobLedger,
+    LedgerEntry,
+    RequestQueue,
+    Waiter,
+    utc_now,
+)
 
 WAITER_PREFIX = "w#"
 # The longest delay of an SQS message: a waiting request looks at its deadline this often.
@@ -75,10 +82,6 @@ class Ended(NamedTuple):
     deadline_at: datetime
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 class Gate:
     """Connection limits at CreateJob (and the slot a published outcome frees): the slots
     and waiting requests, the queue a waiting request goes back to, the job ledger."""
@@ -88,7 +91,7 @@ class Gate:
         slots: ConnectionSlots,
         queue: RequestQueue,
         ledger: JobLedger,
-        clock: Callable[[], datetime] = _now,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.slots = slots
         self.queue = queue

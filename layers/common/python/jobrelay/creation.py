@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from jobrelay.admission import Ended, Entered, Gate
@@ -57,6 +57,7 @@ from jobrelay.ports import (
     RequestQueue,
     TrackerControl,
     TrackerStarter,
+    utc_now,
 )
 from jobrelay.providers.base import CreatedJob, Provider
 from jobrelay.settings import Settings
@@ -96,10 +97,6 @@ def _default_connection_of(name: str, provider: str | None = None) -> Connection
     return default_connection(name)
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class CreateResult(NamedTuple):
     """What became of one message (the record's result in the batch response). A
     NamedTuple: jobrelay makes it from its own decisions, nothing to validate."""
@@ -137,7 +134,7 @@ class JobCreator:
         # The job requests queue: a request whose tracker Step Functions refuses for now
         # goes back to it with a delay (without it, the record is retried by SQS).
         requeue: RequestQueue | None = None,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.settings = settings
         self.provider_for = provider_for

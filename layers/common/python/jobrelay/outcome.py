@@ -4,14 +4,14 @@
 # are instead of evaluating strings (a tenth of their class creation, on every cold start).
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 from aws_lambda_powertools.metrics import MetricUnit
 
 from jobrelay.events import outcome_event
 from jobrelay.models import LazyModel, TrackerState
 from jobrelay.observability import OUTCOME_METRICS, count_job, logger, record_metric
-from jobrelay.ports import JobLedger, OutcomePublisher
+from jobrelay.ports import JobLedger, OutcomePublisher, utc_now
 
 
 class PublishResult(LazyModel):
@@ -19,10 +19,6 @@ class PublishResult(LazyModel):
     event_type: str
     status: str
     message_id: str
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 class OutcomeReporter:
@@ -37,7 +33,7 @@ class OutcomeReporter:
         ledger: JobLedger | None = None,
         # Frees the slot of a job that held one, once its outcome is out (connection limits).
         free_slot: Callable[[str, str], None] | None = None,
-        clock: Callable[[], datetime] = _now,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.publisher = publisher
         self.source = source

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
@@ -26,7 +26,7 @@ from jobrelay.models import (
 )
 from jobrelay.observability import logger
 from jobrelay.poll_policy import JobHints, PollDecision, PollPolicy
-from jobrelay.ports import CancelRecord, TrackerStarter
+from jobrelay.ports import CancelRecord, TrackerStarter, utc_now
 from jobrelay.providers.base import Provider
 from jobrelay.providers.pool import ProviderPool
 from jobrelay.settings import PollJobStatusSettings, Settings
@@ -98,10 +98,6 @@ def decide_wait(
     )
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _no_cancel(request_id: str) -> CancelRecord | None:
     return None
 
@@ -112,7 +108,7 @@ class JobPoller:
     def __init__(
         self,
         provider_for: Callable[[ProviderName], Provider],
-        clock: Callable[[], datetime] = _now,
+        clock: Callable[[], datetime] = utc_now,
         policy: PollPolicy | None = None,
         rounds_per_execution: int = ROUNDS_PER_EXECUTION,
         draw: Callable[[], float] = random.random,

@@ -8,10 +8,15 @@ every function imports this module: 22 M of each cold start)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import NamedTuple, Protocol
 
 from jobrelay.models import OutcomeEvent, TrackerState
+
+
+def utc_now() -> datetime:
+    """The clock every service takes by default (a test passes its own)."""
+    return datetime.now(UTC)
 
 
 class OutcomePublisher(Protocol):
