@@ -611,6 +611,12 @@ def prepared() -> Iterator[Prepared]:
         yield Prepared(blocked, env, warm, function, floors, design_floors, calls, floor_calls)
 
 
+def _round_ratios(ones: list[Sample], others: list[Sample], less: float = 0.0) -> list[float]:
+    """Round by round, one child's seconds (less `less`) over the other's, which ran back to
+    back with it."""
+    return [(a["seconds"] - less) / b["seconds"] for a, b in zip(ones, others, strict=True)]
+
+
 def run(rounds: int) -> dict[str, Any]:
     with prepared() as (
         blocked,
@@ -656,24 +662,14 @@ def run(rounds: int) -> dict[str, Any]:
         # Each round's function and floor ran back to back: the median of their ratios, round
         # by round, is the comparison (a spell of load on the shared cores falls on both of a
         # pair, where it may fall on one side's median alone); the ratio of the medians beside.
-        paired = [
-            f["seconds"] / g["seconds"]
-            for f, g in zip(samples[name], samples[f"{name} floor"], strict=True)
-        ]
+        paired = _round_ratios(samples[name], samples[f"{name} floor"])
         # The stand-in's share: how much longer the function's calls waited for their answers
         # than the floor's GetItems (counted runs), which is moto's work, not jobrelay's.
         extra_wait = (calls[name]["aws_wait_seconds"] + calls[name]["http_wait_seconds"]) - (
             floor_calls[name]["aws_wait_seconds"] + floor_calls[name]["http_wait_seconds"]
         )
-        net = [
-            (f["seconds"] - extra_wait) / g["seconds"]
-            for f, g in zip(samples[name], samples[f"{name} floor"], strict=True)
-        ]
+        net = _round_ratios(samples[name], samples[f"{name} floor"], less=extra_wait)
         design = _figures(samples[f"{name} design floor"])
-        to_design = [
-            f["seconds"] / g["seconds"]
-            for f, g in zip(samples[name], samples[f"{name} design floor"], strict=True)
-        ]
         results[name] = {
             **figures,
             "to_floor": statistics.median(paired),
@@ -691,15 +687,14 @@ def run(rounds: int) -> dict[str, Any]:
             "calls": calls[name],
             # Reported beside the target (which is against the floor above): how much of
             # the function's cold start is jobrelay's own beyond everything DESIGN.md fixes.
-            "to_design_floor": statistics.median(to_design),
+            "to_design_floor": statistics.median(
+                _round_ratios(samples[name], samples[f"{name} design floor"])
+            ),
             "to_design_floor_of_medians": figures["median_seconds"] / design["median_seconds"],
             "design_floor": {
                 **design,
                 "to_floor": statistics.median(
-                    g["seconds"] / f["seconds"]
-                    for f, g in zip(
-                        samples[f"{name} floor"], samples[f"{name} design floor"], strict=True
-                    )
+                    _round_ratios(samples[f"{name} design floor"], samples[f"{name} floor"])
                 ),
                 "powertools": calls[name]["powertools"],
                 "aws_services": dict(sorted(Counter(calls[name]["aws_services"]).items())),
